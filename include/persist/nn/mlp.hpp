@@ -1,0 +1,251 @@
+#pragma once
+/// @file mlp.hpp
+/// Multi-layer perceptron with runtime widths (model of persist::Network).
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "persist/core/error.hpp"
+#include "persist/core/state.hpp"
+#include "persist/nn/activations.hpp"
+#include "persist/nn/layer_norm.hpp"
+#include "persist/nn/linear.hpp"
+
+namespace persist::nn {
+
+struct MLPOptions {
+    bool layer_norm = false;      ///< LayerNorm after every hidden Linear, before the activation
+    double layer_norm_eps = 1e-5;
+};
+
+/// widths = {in, h_1, ..., h_k, out}: k hidden blocks Linear -> [LayerNorm] -> Act, then a
+/// final Linear with no activation. Flat parameter layout, block by block: W (column-major),
+/// b, then LayerNorm gain and bias when enabled.
+/// @tparam T   float or double
+/// @tparam Act pointwise activation template (ReLU, Tanh, ELU, SiLU, Sigmoid, ...)
+template <class T, template <class> class Act = ReLU>
+class MLP {
+public:
+    using scalar_type = T;
+    using activation_type = Act<T>;
+
+    /// Buffers of one batch size; reuse it so a fixed batch size never allocates.
+    struct Workspace {
+        Mat<T> x;                   // copy of the input (dW of the first layer needs it)
+        std::vector<Mat<T>> z;      // z[l]: output of Linear l
+        std::vector<Mat<T>> n;      // n[l]: LayerNorm output of hidden block l
+        std::vector<Mat<T>> h;      // h[l]: activation output of hidden block l
+        std::vector<Mat<T>> g;      // g[l]: dL/d(input of Linear l), l >= 1; reused in place
+        std::vector<Mat<T>> gz;     // gz[l]: dL/dz[l] of hidden block l (LayerNorm only)
+        std::vector<typename LayerNorm<T>::Cache> ln;
+        std::vector<typename Linear<T>::Cache> lin;  // GEMM packing buffers, one per Linear
+    };
+
+    explicit MLP(std::vector<Index> widths, MLPOptions opt = {})
+        : widths_(std::move(widths)), opt_(opt) {
+        if (widths_.size() < 2)
+            throw ConfigError("MLP: widths needs at least {in, out}, got " +
+                              std::to_string(widths_.size()) + " entries");
+        for (std::size_t i = 0; i < widths_.size(); ++i)
+            if (widths_[i] <= 0)
+                throw ConfigError("MLP: widths[" + std::to_string(i) + "] must be positive, got " +
+                                  std::to_string(widths_[i]));
+        const std::size_t L = widths_.size() - 1;
+        Index total = 0;
+        for (std::size_t l = 0; l < L; ++l) {
+            lin_.emplace_back(widths_[l], widths_[l + 1]);
+            total += lin_.back().param_count();
+            if (l + 1 < L) {
+                act_.emplace_back(widths_[l + 1]);
+                if (opt_.layer_norm) {
+                    ln_.emplace_back(widths_[l + 1], opt_.layer_norm_eps);
+                    total += ln_.back().param_count();
+                }
+            }
+        }
+        params_.setZero(total);
+        grads_.setZero(total);
+        bind_all();
+    }
+    MLP(const MLP& o)
+        : widths_(o.widths_), opt_(o.opt_), lin_(o.lin_), ln_(o.ln_), act_(o.act_),
+          params_(o.params_), grads_(o.grads_) {
+        bind_all();
+    }
+    MLP(MLP&& o) noexcept
+        : widths_(std::move(o.widths_)), opt_(o.opt_), lin_(std::move(o.lin_)),
+          ln_(std::move(o.ln_)), act_(std::move(o.act_)), params_(std::move(o.params_)),
+          grads_(std::move(o.grads_)) {
+        bind_all();
+    }
+    MLP& operator=(const MLP& o) {
+        if (this != &o) {
+            MLP tmp(o);
+            *this = std::move(tmp);
+        }
+        return *this;
+    }
+    MLP& operator=(MLP&& o) noexcept {
+        widths_ = std::move(o.widths_);
+        opt_ = o.opt_;
+        lin_ = std::move(o.lin_);
+        ln_ = std::move(o.ln_);
+        act_ = std::move(o.act_);
+        params_ = std::move(o.params_);
+        grads_ = std::move(o.grads_);
+        bind_all();
+        return *this;
+    }
+
+    Index in_dim() const { return widths_.front(); }
+    Index out_dim() const { return widths_.back(); }
+    Index param_count() const { return params_.size(); }
+    const std::vector<Index>& widths() const { return widths_; }
+    const MLPOptions& options() const { return opt_; }
+    /// Number of Linear layers (hidden blocks + 1).
+    Index num_linear() const { return static_cast<Index>(lin_.size()); }
+    Linear<T>& linear(Index l) { return lin_[static_cast<std::size_t>(l)]; }
+    const Linear<T>& linear(Index l) const { return lin_[static_cast<std::size_t>(l)]; }
+    /// LayerNorm of hidden block l (only with options().layer_norm).
+    LayerNorm<T>& layer_norm(Index l) { return ln_[static_cast<std::size_t>(l)]; }
+
+    /// Flat parameters / gradients. Assign or update in place; never resize.
+    Vec<T>& params() { return params_; }
+    Vec<T>& grads() { return grads_; }
+    const Vec<T>& params() const { return params_; }
+    const Vec<T>& grads() const { return grads_; }
+    void zero_grad() { grads_.setZero(); }
+
+    Workspace make_workspace() const {
+        Workspace ws;
+        shape_workspace(ws);
+        return ws;
+    }
+
+    /// Every Linear with `scheme`; LayerNorms to gain 1, bias 0.
+    void init(Rng& rng, const Init& scheme = {}) { init(rng, scheme, scheme); }
+    /// Hidden Linears with `hidden`, the output Linear with `output` (e.g. PPO: orthogonal
+    /// sqrt(2) hidden, 0.01 policy output).
+    void init(Rng& rng, const Init& hidden, const Init& output) {
+        for (std::size_t l = 0; l < lin_.size(); ++l) {
+            lin_[l].init(rng, l + 1 < lin_.size() ? hidden : output);
+            if (l < ln_.size()) ln_[l].init(rng, hidden);
+        }
+    }
+
+    std::string name() const {
+        std::string s = "MLP[";
+        for (std::size_t i = 0; i < widths_.size(); ++i) {
+            if (i) s += '-';
+            s += std::to_string(widths_[i]);
+        }
+        s += ']';
+        return s;
+    }
+
+    /// Forward pass of x (in_dim x B); the result lives in `ws` until its next use.
+    const Mat<T>& forward(MatCRef<T> x, Workspace& ws) const {
+        check_bound();
+        detail::check_shape([this] { return name(); }, "forward input", in_dim(), x.cols(),
+                            x.rows(), x.cols());
+        shape_workspace(ws);
+        ensure_shape(ws.x, x.rows(), x.cols());
+        ws.x = x;
+        typename Act<T>::Cache ac;
+        const std::size_t L = lin_.size();
+        const Mat<T>* in = &ws.x;
+        for (std::size_t l = 0; l < L; ++l) {
+            lin_[l].forward(*in, ws.z[l], ws.lin[l]);
+            if (l + 1 == L) break;
+            const Mat<T>* pre = &ws.z[l];
+            if (opt_.layer_norm) {
+                ln_[l].forward(ws.z[l], ws.n[l], ws.ln[l]);
+                pre = &ws.n[l];
+            }
+            act_[l].forward(*pre, ws.h[l], ac);
+            in = &ws.h[l];
+        }
+        return ws.z[L - 1];
+    }
+
+    /// Backward pass for the last forward on `ws`: accumulates dL/dparams into grads() when
+    /// `param_grads`, writes dL/dx into *grad_in when non-null (skipped otherwise).
+    void backward(Workspace& ws, MatCRef<T> grad_out, Mat<T>* grad_in = nullptr,
+                  bool param_grads = true) {
+        check_bound();
+        const std::size_t L = lin_.size();
+        if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
+            throw ShapeError(name() + ": backward called on a workspace without a forward pass");
+        detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
+                            grad_out.rows(), grad_out.cols());
+        if (!grad_in && !param_grads) return;
+        typename Act<T>::Cache ac;
+        for (std::size_t l = L; l-- > 0;) {
+            const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
+            Mat<T>* gin = l == 0 ? grad_in : &ws.g[l];
+            if (l + 1 == L) {
+                lin_[l].backward(in, ws.z[l], grad_out, gin, ws.lin[l], param_grads);
+                continue;
+            }
+            Mat<T>& dh = ws.g[l + 1];  // dL/dh[l], turned into dL/d(pre-activation) in place
+            const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+            act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+            const Mat<T>* dz = &dh;
+            if (opt_.layer_norm) {
+                ln_[l].backward(ws.z[l], ws.n[l], dh, &ws.gz[l], ws.ln[l], param_grads);
+                dz = &ws.gz[l];
+            }
+            lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads);
+        }
+    }
+
+    template <class V>
+    void visit_state(V&& v) {
+        v(state_tensor("params", params_.data(), {static_cast<std::int64_t>(params_.size())}));
+    }
+
+private:
+    void check_bound() const {
+        if (params_.data() != pbound_ || grads_.data() != gbound_) [[unlikely]]
+            throw ShapeError(name() + ": params() or grads() was resized or swapped; the layers "
+                             "view them, so assign same-size vectors only");
+    }
+
+    void bind_all() {
+        pbound_ = params_.data();
+        gbound_ = grads_.data();
+        Index off = 0;
+        for (std::size_t l = 0; l < lin_.size(); ++l) {
+            lin_[l].bind(params_.data() + off, grads_.data() + off);
+            off += lin_[l].param_count();
+            if (l < ln_.size()) {
+                ln_[l].bind(params_.data() + off, grads_.data() + off);
+                off += ln_[l].param_count();
+            }
+        }
+    }
+
+    // Only the number of buffers is fixed here; their shapes follow the batch (ensure_shape).
+    void shape_workspace(Workspace& ws) const {
+        const std::size_t L = lin_.size(), H = L - 1, N = opt_.layer_norm ? H : 0;
+        if (ws.z.size() != L) ws.z.resize(L);
+        if (ws.lin.size() != L) ws.lin.resize(L);
+        if (ws.g.size() != L) ws.g.resize(L);
+        if (ws.h.size() != H) ws.h.resize(H);
+        if (ws.n.size() != N) ws.n.resize(N);
+        if (ws.gz.size() != N) ws.gz.resize(N);
+        if (ws.ln.size() != N) ws.ln.resize(N);
+    }
+
+    std::vector<Index> widths_;
+    MLPOptions opt_;
+    std::vector<Linear<T>> lin_;
+    std::vector<LayerNorm<T>> ln_;
+    std::vector<Act<T>> act_;
+    Vec<T> params_, grads_;
+    const T* pbound_ = nullptr;  // what the layers were bound to (detects a resized params())
+    const T* gbound_ = nullptr;
+};
+
+}  // namespace persist::nn

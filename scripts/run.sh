@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The run command: install dependencies, configure a Release build, build the main example
+# and run it. Arguments are passed to the example.
+#
+#   ./scripts/run.sh [example arguments...]
+#
+# Environment: PERSIST_BUILD_DIR (default build-release under the repo), PERSIST_JOBS (2),
+#              PERSIST_MAIN_EXAMPLE (override the example target below).
+set -euo pipefail
+
+# The example target ./scripts/run.sh builds and runs: an executable defined in
+# examples/CMakeLists.txt (so it lands in <build>/examples/).
+PERSIST_MAIN_EXAMPLE="${PERSIST_MAIN_EXAMPLE:-quickstart}"
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build="${PERSIST_BUILD_DIR:-$PERSIST_ROOT/build-release}"
+trap 'print_summary "run.sh ($PERSIST_MAIN_EXAMPLE)"' EXIT
+
+stage deps "$PERSIST_ROOT/scripts/install_deps.sh"
+stage configure cmake -S "$PERSIST_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DPERSIST_BUILD_EXAMPLES=ON -DPERSIST_BUILD_TESTS=OFF -DPERSIST_BUILD_BENCH=OFF
+stage build cmake --build "$build" -j "$PERSIST_JOBS" --target "$PERSIST_MAIN_EXAMPLE"
+stage run "$build/examples/$PERSIST_MAIN_EXAMPLE" "$@"

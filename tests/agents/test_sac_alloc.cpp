@@ -1,0 +1,64 @@
+// SAC allocates nothing in update(), act() or act_deterministic() at a fixed batch size, after
+// the first call at that size. alloc_counter.cpp replaces the global operator new/delete to count
+// allocations; Eigen is built with EIGEN_RUNTIME_NO_MALLOC and a counting eigen_assert to see
+// its own heap use (as tests/nn/test_alloc.cpp does).
+#include "agents/alloc_counter.hpp"  // first: Eigen's allocation hooks
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "agents/sac_fixtures.hpp"
+#include "persist/agents/sac.hpp"
+
+namespace {
+
+using persist::Index;
+using persist::Rng;
+using persist::Vec;
+
+using agentstest::count_allocations;
+
+template <class T>
+void check_no_allocation(std::vector<Index> hidden, Index obs, Index internal, Index B) {
+    const Vec<T> lo = Vec<T>::Constant(2, T(-1)), hi = Vec<T>::Constant(2, T(2));
+    persist::agents::SACOptions o;
+    o.hidden = std::move(hidden);
+    persist::agents::SAC<T> sac(obs, internal, lo, hi, o);
+    Rng rng(1);
+    const auto b1 = sactest::random_batch<T>(obs, internal, lo, hi, B, rng);
+    const auto b2 = sactest::random_batch<T>(obs, internal, lo, hi, B, rng);
+    Vec<T> s = Vec<T>::Constant(obs + internal, T(0.3)), a(2);
+    // First calls at these sizes shape the workspaces (and the GEMM packing buffers).
+    sac.update(b1);
+    sac.act(s, a, rng);
+    sac.act_deterministic(s, a);
+
+    typename persist::agents::SAC<T>::Stats st;
+    const long n_update = count_allocations([&] {
+        st = sac.update(b2);
+        st = sac.update(b1);
+    });
+    const long n_act = count_allocations([&] {
+        for (int k = 0; k < 3; ++k) sac.act(s, a, rng);
+    });
+    const long n_det = count_allocations([&] { sac.act_deterministic(s, a); });
+    CHECK(n_update == 0);
+    CHECK(n_act == 0);
+    CHECK(n_det == 0);
+    CHECK(std::isfinite(static_cast<double>(st.q_loss)));
+    CHECK(sac.updates() == 3);
+}
+
+}  // namespace
+
+TEST_CASE("SAC update/act allocate nothing at a fixed batch size (float, 256x256, B = 256)",
+          "[agents][sac][alloc]") {
+    check_no_allocation<float>({256, 256}, 32, 0, 256);
+}
+
+TEST_CASE("SAC update/act allocate nothing (double, internal variables, B = 7)", "[agents][sac][alloc]") {
+    check_no_allocation<double>({16, 8}, 3, 2, 7);
+}
