@@ -99,7 +99,8 @@ concept SACOptimizer = persist::Optimizer<O, T> && requires(typename O::Options 
     O(Index(1), o);
 };
 
-/// Sets FTZ and DAZ in MXCSR for its lifetime (when `on`) and restores the caller's mode.
+/// Sets FTZ and DAZ in MXCSR for its lifetime (when `on`) and restores the caller's control
+/// bits (rounding mode, masks, FTZ, DAZ) afterwards.
 class ScopedFlushDenormals {
 public:
     explicit ScopedFlushDenormals([[maybe_unused]] bool on) {
@@ -113,7 +114,8 @@ public:
     }
     ~ScopedFlushDenormals() {
 #if PERSIST_SAC_HAS_MXCSR
-        if (active_) _mm_setcsr(saved_);
+        // The control bits come back; exception flags raised meanwhile (bits 0-5) are kept.
+        if (active_) _mm_setcsr((saved_ & ~0x3Fu) | (_mm_getcsr() & 0x3Fu));
 #endif
     }
     ScopedFlushDenormals(const ScopedFlushDenormals&) = delete;
