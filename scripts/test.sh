@@ -32,7 +32,9 @@ if ((sanitize)); then
     config=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -Og" -DPERSIST_SANITIZE=ON
             -DPERSIST_WERROR=ON -DPERSIST_HEADER_CHECK=OFF -DPERSIST_CUDA=OFF
             -DPERSIST_BUILD_BENCH=OFF)
-    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:check_initialization_order=1:strict_init_order=1}"
+    # alloc_dealloc_mismatch=0: the allocation-counting tests replace global operator new/delete,
+    # which ASan would otherwise report as mismatched with its own allocator.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:check_initialization_order=1:strict_init_order=1:alloc_dealloc_mismatch=0}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
     cuda=0
 else
