@@ -138,7 +138,10 @@ int main(int argc, char** argv) {
             }
             if (ts.done()) {
                 returns.push_back(ep_return);
-                if (!args.quiet)
+                if (!args.quiet && sac.updates() == 0)
+                    std::printf("episode %4zu  step %6lld  return %9.2f  (random actions)\n", returns.size(),
+                                static_cast<long long>(step + 1), ep_return);
+                else if (!args.quiet)
                     std::printf("episode %4zu  step %6lld  return %9.2f  alpha %.4f  entropy %+.3f  q_loss %.4f\n",
                                 returns.size(), static_cast<long long>(step + 1), ep_return,
                                 double(st.alpha), double(st.entropy), double(st.q_loss));

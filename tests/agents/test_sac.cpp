@@ -230,7 +230,7 @@ TEST_CASE("SAC Polyak averaging of the target critics on the flat vectors", "[ag
     CHECK(!bitwise_equal(online, slow.q1().params()));
 }
 
-TEST_CASE("SAC update order: critics, actor, alpha; stats describe the batch", "[agents][sac]") {
+TEST_CASE("SAC update order is critics, actor, alpha, targets and its stats describe the batch", "[agents][sac]") {
     // Reproduce one update() from its public pieces with the same noise.
     SAC<double> a = small_agent(5), b = small_agent(5);
     Rng rng(41);
