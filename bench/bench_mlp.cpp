@@ -1,5 +1,5 @@
 /// @file bench_mlp.cpp
-/// MLP training step (zero_grad + forward + backward) in GFLOP/s, with two ceilings measured in
+/// MLP training step (forward + backward writing fresh gradients) in GFLOP/s, with two ceilings measured in
 /// the same run: Eigen's raw 256^3 SGEMM and the core's FMA peak. bench/reference/torch_mlp.py
 /// times the same step in PyTorch; scripts/bench_mlp.sh runs both and prints the ratio
 /// (docs/benchmarks.md).
@@ -55,10 +55,11 @@ void BM_MlpStep(benchmark::State& state) {
     const Mat<float> x = Mat<float>::Random(kIn, B);
     const Mat<float> g = Mat<float>::Random(kOut, B);
     for (auto _ : state) {
-        net.zero_grad();
         const Mat<float>& y = net.forward(x, ws);
         benchmark::DoNotOptimize(y.data());
-        net.backward(ws, g);  // param grads accumulated, no input gradient
+        // Parameter gradients written (GradMode::overwrite = zero_grad + accumulate in one pass,
+        // as PyTorch's zero_grad(set_to_none=True) + backward), no input gradient.
+        net.backward(ws, g, nullptr, true, persist::nn::GradMode::overwrite);
         benchmark::DoNotOptimize(net.grads().data());
         benchmark::ClobberMemory();
     }

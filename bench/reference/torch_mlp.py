@@ -2,9 +2,8 @@
 """PyTorch reference for bench/bench_mlp.cpp (BM_MlpStep): the same MLP training step.
 
 Network 32 -> H -> H -> 8 with ReLU, float32, H in {64, 256}, batch B in {1, 32, 256}.
-One iteration = model.zero_grad(set_to_none=False) (gradients ZEROED in place, not set to
-None, so backward accumulates into existing buffers like PERSIST's zero_grad + backward)
-+ forward + backward with a fixed upstream gradient; the input does not require a gradient.
+One iteration = model.zero_grad(set_to_none=True) (gradients dropped, so backward writes fresh
+ones, like PERSIST's backward with GradMode::overwrite) + forward + backward with a fixed upstream gradient; the input does not require a gradient.
 
 Timing: warm-up, then --repeats blocks of iterations, each block at least --min-time seconds;
 the reported time per iteration is the median over blocks (min and max are kept too), in
@@ -96,7 +95,7 @@ def time_step(h, b, repeats, min_time, warmup):
     g = torch.randn(b, OUT)  # fixed upstream gradient
 
     def step():
-        model.zero_grad(set_to_none=False)
+        model.zero_grad(set_to_none=True)
         y = model(x)
         y.backward(g)
 
@@ -152,7 +151,7 @@ def main():
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "zero_grad": "zero_grad(set_to_none=False): grads zeroed in place, backward accumulates",
+        "zero_grad": "zero_grad(set_to_none=True): backward writes fresh gradients",
         "blas": blas_info(args.threads),
         "parallel_info": torch.__config__.parallel_info(),
     }

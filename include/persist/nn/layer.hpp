@@ -28,6 +28,12 @@
 
 namespace persist::nn {
 
+/// How a backward pass delivers parameter gradients: added to the gradient buffer (the layer
+/// contract's default, so several backward passes sum), or written over it (one backward pass
+/// per step without a separate zero_grad(); layers that support it take it as an optional last
+/// argument of backward, networks as MLP::backward's `mode`).
+enum class GradMode : unsigned char { accumulate = 0, overwrite = 1 };
+
 /// y = x. The minimal model of the layer contract: start from here for a layer of your own.
 /// @tparam T float or double
 template <class T>

@@ -123,16 +123,29 @@ public:
                                        out.data(), out_, c.gemm);
     }
 
+    /// Parameter gradients: `GradMode::accumulate` adds G X^T and G 1 to the gradient views;
+    /// `GradMode::overwrite` writes them (equivalent to zeroing this layer's gradients first,
+    /// without the separate pass; at B = 1 dW is a single outer product).
     void backward(MatCRef<T> in, MatCRef<T>, MatCRef<T> grad_out, Mat<T>* grad_in, Cache& c,
-                  bool param_grads) {
+                  bool param_grads, GradMode mode = GradMode::accumulate) {
         detail::check_shape([this] { return name(); }, "backward grad_out", out_, in.cols(),
                             grad_out.rows(), grad_out.cols());
         const Index B = in.cols();
         if (param_grads) {
-            // dW += G X^T, db += G 1
-            detail::gemm_acc<false, true>(out_, in_, B, grad_out.data(), grad_out.outerStride(),
-                                          in.data(), in.outerStride(), g_, out_, c.gemm);
-            bias_grad().noalias() += grad_out.rowwise().sum();
+            if (mode == GradMode::overwrite && B == 1) {
+                // dW = g x^T, db = g: one write pass, no zeroing, no depth-1 GEMM.
+                weight_grad().noalias() = grad_out.col(0) * in.col(0).transpose();
+                bias_grad() = grad_out.col(0);
+            } else {
+                if (mode == GradMode::overwrite) {
+                    weight_grad().setZero();
+                    bias_grad().setZero();
+                }
+                // dW += G X^T, db += G 1
+                detail::gemm_acc<false, true>(out_, in_, B, grad_out.data(), grad_out.outerStride(),
+                                              in.data(), in.outerStride(), g_, out_, c.gemm);
+                bias_grad().noalias() += grad_out.rowwise().sum();
+            }
         }
         if (grad_in) {  // dX = W^T G
             ensure_shape(*grad_in, in_, B);

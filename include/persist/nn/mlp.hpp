@@ -171,8 +171,11 @@ public:
 
     /// Backward pass for the last forward on `ws`: accumulates dL/dparams into grads() when
     /// `param_grads`, writes dL/dx into *grad_in when non-null (skipped otherwise).
+    /// With `mode = GradMode::overwrite` the parameter gradients are written instead of
+    /// accumulated: the same result as zero_grad() followed by an accumulating backward, without
+    /// the separate pass over grads() (measurably faster at batch size 1).
     void backward(Workspace& ws, MatCRef<T> grad_out, Mat<T>* grad_in = nullptr,
-                  bool param_grads = true) {
+                  bool param_grads = true, GradMode mode = GradMode::accumulate) {
         check_bound();
         const std::size_t L = lin_.size();
         if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
@@ -185,7 +188,7 @@ public:
             const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
             Mat<T>* gin = l == 0 ? grad_in : &ws.g[l];
             if (l + 1 == L) {
-                lin_[l].backward(in, ws.z[l], grad_out, gin, ws.lin[l], param_grads);
+                lin_[l].backward(in, ws.z[l], grad_out, gin, ws.lin[l], param_grads, mode);
                 continue;
             }
             Mat<T>& dh = ws.g[l + 1];  // dL/dh[l], turned into dL/d(pre-activation) in place
@@ -193,10 +196,14 @@ public:
             act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
             const Mat<T>* dz = &dh;
             if (opt_.layer_norm) {
+                if (param_grads && mode == GradMode::overwrite) {
+                    ln_[l].gain_grad().setZero();
+                    ln_[l].bias_grad().setZero();
+                }
                 ln_[l].backward(ws.z[l], ws.n[l], dh, &ws.gz[l], ws.ln[l], param_grads);
                 dz = &ws.gz[l];
             }
-            lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads);
+            lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads, mode);
         }
     }
 
