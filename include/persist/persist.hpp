@@ -84,6 +84,7 @@
 #include "persist/agents/sac.hpp"
 
 // shield: action filters modelling persist::Shield
+#include "persist/parallel/views.hpp"
 #include "persist/shield/null_shield.hpp"
 
 // config: typed, reflected configuration (JSON here; YAML in config/yaml.hpp, which needs
