@@ -66,11 +66,16 @@
 
 // viability: constraints and viability margins
 #include "persist/viability/constraints.hpp"
+#include "persist/viability/approximator.hpp"
+#include "persist/models/gaussian_ensemble.hpp"
+#include "persist/models/known_dynamics.hpp"
+#include "persist/models/models.hpp"
 
 // replay: ring and near-boundary replay buffers
 #include "persist/replay/near_boundary.hpp"
 #include "persist/replay/replay.hpp"
 #include "persist/replay/ring_replay.hpp"
+#include "persist/replay/demonstrations.hpp"
 
 // intrinsic: intrinsic rewards (none, surprise, RND) and running statistics
 #include "persist/intrinsic/common.hpp"
@@ -86,6 +91,7 @@
 // shield: action filters modelling persist::Shield
 #include "persist/parallel/views.hpp"
 #include "persist/shield/null_shield.hpp"
+#include "persist/shield/amortized_shield.hpp"
 
 // config: typed, reflected configuration (JSON here; YAML in config/yaml.hpp, which needs
 // yaml-cpp and is therefore not part of the umbrella: link persist::yaml and include it)
