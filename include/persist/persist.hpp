@@ -79,6 +79,7 @@
 
 // intrinsic: intrinsic rewards (none, surprise, RND) and running statistics
 #include "persist/intrinsic/common.hpp"
+#include "persist/intrinsic/empowerment.hpp"
 #include "persist/intrinsic/intrinsic.hpp"
 #include "persist/intrinsic/none.hpp"
 #include "persist/intrinsic/rnd.hpp"
@@ -90,8 +91,13 @@
 
 // shield: action filters modelling persist::Shield
 #include "persist/parallel/views.hpp"
+#include "persist/parallel/rollout.hpp"
+#include "persist/parallel/gridlife_rollout.hpp"
 #include "persist/shield/null_shield.hpp"
 #include "persist/shield/amortized_shield.hpp"
+#include "persist/shield/rollout_shield.hpp"
+#include "persist/shield/learned_shield.hpp"
+#include "persist/shield/shield.hpp"
 
 // config: typed, reflected configuration (JSON here; YAML in config/yaml.hpp, which needs
 // yaml-cpp and is therefore not part of the umbrella: link persist::yaml and include it)

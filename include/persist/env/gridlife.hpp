@@ -272,6 +272,74 @@ inline void validate(const GridLifeConfig& c) {
     detail::check_real3("station_cost", c.station_cost, 0.0, big);
 }
 
+namespace detail {
+/// a * b rounded on its own in host and device code: detail::mul on the host (exact_fp.hpp),
+/// the non-contracting intrinsics __fmul_rn / __dmul_rn on a CUDA device.
+template <class F>
+PERSIST_HD inline F hd_mul(F a, F b) noexcept {
+#if defined(__CUDA_ARCH__)
+    if constexpr (sizeof(F) == 4) return __fmul_rn(a, b);
+    else return __dmul_rn(a, b);
+#else
+    return mul(a, b);
+#endif
+}
+/// std::clamp(v, lo, hi) for host and device (same comparisons, so NaN passes through).
+template <class F>
+PERSIST_HD inline F hd_clamp(F v, F lo, F hi) noexcept {
+    return v < lo ? lo : (hi < v ? hi : v);
+}
+}  // namespace detail
+
+/// GridLife's internal dynamics x' = f(x, a, c) as a plain functor (scalars only, trivially
+/// copyable, `__host__ __device__` under nvcc), so batched rollout kernels (parallel/) run the
+/// very same code as GridLife::step: the environment's own transition delegates to it. `c` is
+/// the 7 channels (GridLifeChannel order) of the tile the agent stands on. Equations: see
+/// GridLife::internal_transition. Bit-exact on the host with and without FMA (detail::mul).
+template <class T>
+struct GridLifeDynamics {
+    T energy_decay, effort_cost, food_gain, refuel_gain, heat_rate, cool_rate, cool_target,
+        hazard_damage, repair_gain, integrity_regen;
+
+    /// The coefficients of a (validated) config, converted to T once.
+    static GridLifeDynamics from_config(const GridLifeConfig& c) {
+        return {T(c.energy_decay), T(c.effort_cost),  T(c.food_gain),     T(c.refuel_gain),
+                T(c.heat_rate),    T(c.cool_rate),    T(c.cool_target),   T(c.hazard_damage),
+                T(c.repair_gain),  T(c.integrity_regen)};
+    }
+
+    /// x: 3, a: 2, c: 7 channels, xn: 3 (may alias x: every read of x happens first).
+    PERSIST_HD void operator()(const T* x, const T* a, const T* c, T* xn) const {
+        using detail::hd_mul;
+        const T a2 = hd_mul(a[0], a[0]) + hd_mul(a[1], a[1]);
+        const T e = x[0] - energy_decay - hd_mul(effort_cost, a2) + hd_mul(food_gain, c[ch_food]) +
+                    hd_mul(refuel_gain, c[ch_refuel]);
+        const T tp = x[1] + hd_mul(heat_rate, c[ch_heat] - x[1]) +
+                     hd_mul(hd_mul(cool_rate, c[ch_cool]), cool_target - x[1]);
+        const T in = x[2] - hd_mul(hazard_damage, c[ch_hazard]) + hd_mul(repair_gain, c[ch_repair]) +
+                     integrity_regen;
+        // Physics: the variables live in [0, 1] (an empty tank, a full one).
+        xn[0] = detail::hd_clamp(e, T(0), T(1));
+        xn[1] = detail::hd_clamp(tp, T(0), T(1));
+        xn[2] = detail::hd_clamp(in, T(0), T(1));
+    }
+};
+
+/// Where things are in a GridLife observation, and how the agent moves: what a rollout needs
+/// to predict the tile under the agent from the egocentric patch (parallel/gridlife_rollout.hpp).
+/// Plain data; indices are offsets into o.
+template <class T>
+struct GridLifePatchView {
+    std::int32_t radius = 0;        ///< r: the patch is side x side tiles, side = 2r + 1
+    std::int32_t side = 1;
+    std::int32_t channels = 7;      ///< per tile, innermost (GridLifeChannel)
+    std::int32_t centre = 0;        ///< offset of the centre tile's channel 0 (= (r side + r) 7)
+    std::int32_t subtile = 0;       ///< offset of the sub-tile position p - floor(p) - 0.5 (2)
+    std::int32_t internal = -1;     ///< offset of x in o (-1 with partial observability)
+    std::int32_t observation_dim = 0;
+    T max_speed = T(0.5);           ///< tiles per step per unit action
+};
+
 /// GridLife-v0. Models persist::ContinuousEnvironment and persist::KnownInternalDynamics.
 ///
 /// Action a in [-1, 1]^2: the agent's continuous position p in [0, W) x [0, H) moves by
@@ -311,6 +379,7 @@ public:
         side_ = 2 * r_ + 1;
         obs_dim_ = side_ * side_ * num_channels + 2 + (cfg_.partial_observability ? 0 : num_internal);
         centre_ = (r_ * side_ + r_) * num_channels;
+        dyn_ = GridLifeDynamics<T>::from_config(cfg_);
         tiles_ = xt::xtensor<T, 3>::from_shape({static_cast<std::size_t>(H_ + 2 * r_),
                                                  static_cast<std::size_t>(W_ + 2 * r_),
                                                  static_cast<std::size_t>(num_channels)});
@@ -386,7 +455,7 @@ public:
         if (tile(ix_, iy_, ch_food) != T(0)) {  // eaten: gone until respawn
             tile_ref(ix_, iy_, ch_food) = T(0);
             // Respawn clock: the item is back in o_{t+1+delay} (food placed by set_tile never is).
-            const std::int32_t item = food_item_of_tile_[static_cast<std::size_t>(k)];
+            const std::int64_t item = food_item_of_tile_[static_cast<std::size_t>(k)];
             if (item >= 0)
                 food_ready_at_[static_cast<std::size_t>(item)] =
                     cfg_.food_respawns ? t_ + 1 + cfg_.food_respawn_steps : never;
@@ -526,6 +595,21 @@ public:
     Index food_eaten() const noexcept { return food_eaten_; }
     /// Offset of the centre tile's channels in the observation.
     Index centre_offset() const noexcept { return centre_; }
+    /// The internal dynamics as a plain functor (what internal_transition runs).
+    const GridLifeDynamics<T>& dynamics() const noexcept { return dyn_; }
+    /// Observation layout and movement rule as plain data (for rollout kinematics).
+    GridLifePatchView<T> patch_view() const noexcept {
+        GridLifePatchView<T> v;
+        v.radius = static_cast<std::int32_t>(r_);
+        v.side = static_cast<std::int32_t>(side_);
+        v.channels = static_cast<std::int32_t>(num_channels);
+        v.centre = static_cast<std::int32_t>(centre_);
+        v.subtile = static_cast<std::int32_t>(side_ * side_ * num_channels);
+        v.internal = static_cast<std::int32_t>(internal_offset());
+        v.observation_dim = static_cast<std::int32_t>(obs_dim_);
+        v.max_speed = static_cast<T>(cfg_.max_speed);
+        return v;
+    }
     /// Offset of x in the observation (-1 with partial observability).
     Index internal_offset() const noexcept {
         return cfg_.partial_observability ? -1 : side_ * side_ * num_channels + 2;
@@ -550,6 +634,46 @@ public:
         write_observation();
         emit(ts, ts.reward, ts.terminated, ts.truncated);
     }
+    /// State protocol (core/state.hpp): everything a running episode needs to continue
+    /// bitwise: the tile tensor (with eaten food), position, x, the current observation, the
+    /// step count, visited tiles, food items and respawn clocks, the termination bounds (a
+    /// curriculum moves them), the episode status, and the hook's state when it has one.
+    /// Shapes follow the configuration. Not state: the configuration itself, scratch buffers,
+    /// and the last step's violation report (last_violation(), violated()), which a loaded
+    /// environment keeps from before the load. docs/checkpoint.md, "Resuming a PersistAgent".
+    template <class V>
+    void visit_state(V&& v) {
+        // Fixed shapes: once a map exists the food lists hold exactly num_food items; before the
+        // first reset they are filled with placeholders (capacity reserved: no allocation).
+        const auto nf = static_cast<std::size_t>(cfg_.num_food);
+        if (food_tiles_.size() != nf) {
+            food_tiles_.assign(nf, Index(0));
+            food_ready_at_.assign(nf, present);
+        }
+        const auto n_tiles = static_cast<std::int64_t>(W_ * H_);
+        v(state_tensor("tiles", tiles_.data(),
+                       {static_cast<std::int64_t>(tiles_.shape()[0]), static_cast<std::int64_t>(tiles_.shape()[1]),
+                        static_cast<std::int64_t>(tiles_.shape()[2])}));
+        v(state_tensor("internal", x_.data(), {num_internal}));
+        v(state_tensor("observation", obs_.data(), {obs_dim_}));
+        v(state_tensor("position_x", &px_, {}));
+        v(state_tensor("position_y", &py_, {}));
+        v(state_tensor("tile_x", &ix_, {}));
+        v(state_tensor("tile_y", &iy_, {}));
+        v(state_tensor("t", &t_, {}));
+        v(state_tensor("num_visited", &num_visited_, {}));
+        v(state_tensor("food_eaten", &food_eaten_, {}));
+        v(state_tensor("visited", visited_.data(), {n_tiles}));
+        v(state_tensor("food_item_of_tile", food_item_of_tile_.data(), {n_tiles}));
+        v(state_tensor("food_tiles", food_tiles_.data(), {static_cast<std::int64_t>(nf)}));
+        v(state_tensor("food_ready_at", food_ready_at_.data(), {static_cast<std::int64_t>(nf)}));
+        v(state_tensor("lower_bounds", lo_.data(), {3}));
+        v(state_tensor("upper_bounds", hi_.data(), {3}));
+        v(state_tensor("started", &started_, {}));
+        v(state_tensor("done", &done_, {}));
+        if constexpr (Stateful<Hook>) visit_nested(hook_, "hook", v);
+    }
+
     /// Set one channel of one tile (tests and scripted scenarios); food set here never respawns
     /// unless the tile was generated as a food tile.
     void set_tile(Index ix, Index iy, Index c, T value, TimeStep<T>& ts) {
@@ -576,21 +700,9 @@ private:
     /// f on raw pointers (x: 3, a: 2, c: the 7 centre-tile channels). Products are rounded on
     /// their own (detail::mul), so results do not depend on whether the compiler fuses
     /// multiply-adds: the same trajectories with and without -march=native / FMA.
-    void transition_kernel(const T* x, const T* a, const T* c, T* xn) const {
-        using detail::mul;
-        const T a2 = mul(a[0], a[0]) + mul(a[1], a[1]);
-        const T e = x[0] - T(cfg_.energy_decay) - mul(T(cfg_.effort_cost), a2) +
-                    mul(T(cfg_.food_gain), c[ch_food]) + mul(T(cfg_.refuel_gain), c[ch_refuel]);
-        const T tp = x[1] + mul(T(cfg_.heat_rate), c[ch_heat] - x[1]) +
-                     mul(mul(T(cfg_.cool_rate), c[ch_cool]), T(cfg_.cool_target) - x[1]);
-        const T in = x[2] - mul(T(cfg_.hazard_damage), c[ch_hazard]) +
-                     mul(T(cfg_.repair_gain), c[ch_repair]) + T(cfg_.integrity_regen);
-        // Physics: the variables live in [0, 1] (an empty tank, a full one). All reads of x
-        // happen above, so x_next may alias x.
-        xn[0] = std::clamp(e, T(0), T(1));
-        xn[1] = std::clamp(tp, T(0), T(1));
-        xn[2] = std::clamp(in, T(0), T(1));
-    }
+    /// The single definition of the dynamics: GridLifeDynamics (above), also what rollout
+    /// kernels run.
+    void transition_kernel(const T* x, const T* a, const T* c, T* xn) const { dyn_(x, a, c, xn); }
 
     void check_action(VecCRef<T> a) const {
         if (a.size() != 2)
@@ -786,15 +898,17 @@ private:
     GridLifeConfig cfg_;
     Hook hook_;
     Index W_ = 0, H_ = 0, r_ = 0, side_ = 0, obs_dim_ = 0, centre_ = 0;
+    GridLifeDynamics<T> dyn_{};
     xt::xtensor<T, 3> tiles_;
     std::vector<std::int32_t> perm_;
     std::vector<std::uint8_t> used_;
-    std::vector<std::uint8_t> visited_;
-    std::vector<std::int32_t> food_item_of_tile_;
+    // Checkpointed state is held in checkpoint dtypes (u64 flags, i64 indices): visit_state.
+    std::vector<std::uint64_t> visited_;
+    std::vector<std::int64_t> food_item_of_tile_;
     std::vector<Index> food_tiles_;
     std::vector<std::int64_t> food_ready_at_;
     std::array<T, 3> lo_{}, hi_{};
-    std::array<bool, 3> violated_{};
+    std::array<std::uint64_t, 3> violated_{};
     Violation violation_{};
     Vec<T> x_, x_next_, obs_;
     T px_ = T(0), py_ = T(0);
@@ -802,8 +916,8 @@ private:
     std::int64_t t_ = 0;
     Index num_visited_ = 0;
     Index food_eaten_ = 0;
-    bool started_ = false;
-    bool done_ = false;
+    std::uint64_t started_ = 0;
+    std::uint64_t done_ = 0;
 };
 
 }  // namespace persist::env

@@ -4,6 +4,7 @@
 /// (section 5B surprise with setpoint prior, "Change 2" random network distillation) and the
 /// null reward for baselines, all models of persist::Intrinsic. docs/intrinsic.md.
 #include "persist/intrinsic/common.hpp"
+#include "persist/intrinsic/empowerment.hpp"
 #include "persist/intrinsic/none.hpp"
 #include "persist/intrinsic/rnd.hpp"
 #include "persist/intrinsic/running_mean_std.hpp"

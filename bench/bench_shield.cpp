@@ -1,0 +1,229 @@
+/// @file bench_shield.cpp
+/// The rollout shield's workload (issue 4, section 5): K = 32 rollouts of h = 8 steps, an
+/// internal-model ensemble of 5 Gaussian MLP members 5 -> 64 -> 64 -> 6 (x: 3, a: 2, F = 0),
+/// rollout k on member k % 5, three linear constraints.
+///   BM_Check       one predictive check (32 rollouts)                 target < 50 us
+///   BM_Projection  a full decision that projects: check + CEM 64 x 4   target < 10 ms
+///   BM_Evaluate64  one CEM iteration's batch (64 candidates x 32 rollouts), no violation
+///   BM_MemberGemm  the ideal: Eigen's GEMM kernel pushing the same number of columns through
+///                  the member MLPs (5 members x 410 columns x 8 steps), no rollout logic
+///   BM_EigenGemm   Eigen's plain `C = A B` at the hidden layer's shape 64 x 64 x 410
+/// FLOPs count the model GEMMs only (2 per multiply-add; 9600 per model step), so every rate
+/// is comparable with the GEMM rows. Backends: eigen, thrust_device (OpenMP), thrust_cpp.
+/// Threads: --threads=N (or PERSIST_BENCH_THREADS), default 1, via omp_set_num_threads.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "persist/nn/mlp.hpp"
+#include "persist/parallel/rollout.hpp"
+#include "persist/shield/rollout_shield.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using persist::Index;
+using persist::Mat;
+using persist::Vec;
+using T = float;
+using namespace persist::parallel;
+using Shield = persist::shield::RolloutShield<T, EnsembleRolloutModel<T>, LinearConstraintsView<T>, HoldObservation<T>>;
+
+constexpr int kMembers = 5, kHidden = 64, kX = 3, kA = 2, kK = 32, kH = 8;
+constexpr double kStepFlops = 2.0 * (5 * kHidden + kHidden * kHidden + kHidden * 2 * kX);
+
+/// The ensemble (weights from nn::MLP's init), normalisers and the three constraints.
+struct Workload {
+    std::vector<persist::nn::MLP<T>> nets;
+    Vec<T> in_mean, in_std, delta_mean, delta_std;
+    persist::viability::ConstraintSet<T> cs{{"u", "v", "w"}, {"u >= -0.06", "v in [-0.08, 0.08]", "u + 0.5*w < 0.07"}};
+    persist::viability::ConstraintSet<T> wide{{"u", "v", "w"}, {"u >= -10", "v in [-10, 10]", "u + 0.5*w < 10"}};
+    Workload() {
+        persist::Rng rng(1);
+        for (int m = 0; m < kMembers; ++m) {
+            nets.emplace_back(std::vector<Index>{kX + kA, kHidden, kHidden, 2 * kX});
+            nets.back().init(rng);
+        }
+        in_mean = Vec<T>::Zero(kX + kA);
+        in_std = Vec<T>::Ones(kX + kA);
+        delta_mean = Vec<T>::Zero(kX);
+        delta_std = Vec<T>::Constant(kX, T(0.006));
+    }
+    EnsembleRolloutModel<T> model() const {
+        GaussianEnsembleView<T> v;
+        v.members = kMembers;
+        v.internal_dim = kX;
+        v.action_dim = kA;
+        v.num_obs_features = 0;
+        for (int m = 0; m < kMembers; ++m) {
+            v.member[m].params = nets[static_cast<std::size_t>(m)].params().data();
+            v.member[m].num_layers = 3;
+            v.member[m].widths[0] = kX + kA;
+            v.member[m].widths[1] = kHidden;
+            v.member[m].widths[2] = kHidden;
+            v.member[m].widths[3] = 2 * kX;
+        }
+        v.in_mean = in_mean.data();
+        v.in_std = in_std.data();
+        v.delta_mean = delta_mean.data();
+        v.delta_std = delta_std.data();
+        return {v};
+    }
+};
+
+const Workload& workload() {
+    static const Workload w;
+    return w;
+}
+
+Backend backend_of(std::int64_t i) { return static_cast<Backend>(i); }
+
+void set_rate(benchmark::State& state, double flops) {
+    state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["flops_per_iter"] = flops;
+#if defined(_OPENMP)
+    state.counters["threads"] = omp_get_max_threads();
+#endif
+}
+
+void BM_Check(benchmark::State& state) {
+    const auto& w = workload();
+    persist::shield::RolloutShieldOptions opt;
+    opt.backend = backend_of(state.range(0));
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
+    const Vec<T> o = Vec<T>::Zero(1);
+    Vec<T> x(kX), a(kA);
+    x << T(0.0), T(0.02), T(0.03);
+    a << T(0.3), T(-0.2);
+    for (auto _ : state) benchmark::DoNotOptimize(sh.probability(a, o, x));
+    set_rate(state, kK * kH * kStepFlops);
+    state.SetLabel(backend_name(opt.backend));
+}
+
+void BM_Projection(benchmark::State& state) {
+    const auto& w = workload();
+    persist::shield::RolloutShieldOptions opt;
+    opt.backend = backend_of(state.range(0));
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
+    const Vec<T> o = Vec<T>::Zero(1);
+    Vec<T> x(kX), a(kA), out(kA);
+    x << T(0.03), T(0.06), T(0.06);  // near the boundary: the proposed action fails its check
+    a << T(0.9), T(0.9);
+    for (auto _ : state) {
+        const auto d = sh.project(a, o, x, out);
+        benchmark::DoNotOptimize(d);
+    }
+    const double cand = 1.0 + opt.cem_iterations * opt.cem_population;
+    set_rate(state, cand * kK * kH * kStepFlops);  // nominal: rollouts stop at their first violation
+    state.counters["projected_share"] = double(sh.counters().projections) / double(sh.counters().decisions);
+    state.SetLabel(backend_name(opt.backend));
+}
+
+void BM_Evaluate64(benchmark::State& state) {
+    const auto& w = workload();
+    persist::shield::RolloutShieldOptions opt;
+    opt.backend = backend_of(state.range(0));
+    Shield sh(w.model(), w.wide, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
+    const Vec<T> o = Vec<T>::Zero(1), x = Vec<T>::Zero(kX);
+    Mat<T> act = Mat<T>::Random(kA, 64) * T(0.9);
+    std::vector<persist::shield::CandidateStats<T>> stats;
+    for (auto _ : state) {
+        sh.evaluate_candidates(act, o, x, stats);
+        benchmark::DoNotOptimize(stats.data());
+    }
+    set_rate(state, 64.0 * kK * kH * kStepFlops);
+    state.SetLabel(backend_name(opt.backend));
+}
+
+/// The GEMM ceiling of the batched path: per member, 8 forward passes of 410 columns.
+void BM_MemberGemm(benchmark::State& state) {
+    const auto& w = workload();
+    const Index n = 64 * kK / kMembers + 1;  // 410
+    Mat<T> z = Mat<T>::Random(kX + kA, n), h1(kHidden, n), h2(kHidden, n), y(2 * kX, n);
+    Vec<T> scratch;
+    for (auto _ : state) {
+        for (int m = 0; m < kMembers; ++m) {
+            const T* p = w.nets[static_cast<std::size_t>(m)].params().data();
+            for (int s = 0; s < kH; ++s) {
+                h1.setZero();
+                persist::nn::detail::gemm_acc<false, false, T>(kHidden, n, kX + kA, p, kHidden, z.data(), kX + kA,
+                                                               h1.data(), kHidden, scratch);
+                h1 = h1.cwiseMax(T(0));
+                h2.setZero();
+                persist::nn::detail::gemm_acc<false, false, T>(kHidden, n, kHidden, p + kHidden * (kX + kA + 1), kHidden,
+                                                               h1.data(), kHidden, h2.data(), kHidden, scratch);
+                h2 = h2.cwiseMax(T(0));
+                y.setZero();
+                persist::nn::detail::gemm_acc<false, false, T>(2 * kX, n, kHidden,
+                                                               p + kHidden * (kX + kA + 1) + kHidden * (kHidden + 1),
+                                                               2 * kX, h2.data(), kHidden, y.data(), 2 * kX, scratch);
+                benchmark::DoNotOptimize(y.data());
+            }
+        }
+    }
+    set_rate(state, double(kMembers) * kH * double(n) * kStepFlops);
+}
+
+void BM_EigenGemm(benchmark::State& state) {
+    const Index n = 410;
+    const Mat<T> a = Mat<T>::Random(kHidden, kHidden), b = Mat<T>::Random(kHidden, n);
+    Mat<T> c(kHidden, n);
+    for (auto _ : state) {
+        c.noalias() = a * b;
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    set_rate(state, 2.0 * kHidden * kHidden * double(n));
+}
+
+int take_threads(int& argc, char** argv) {
+    int threads = 1;
+    if (const char* env = std::getenv("PERSIST_BENCH_THREADS")) threads = std::atoi(env);
+    int out = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strncmp(argv[i], "--threads=", 10) == 0) threads = std::atoi(argv[i] + 10);
+        else argv[out++] = argv[i];
+    }
+    argc = out;
+    return threads;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int threads = take_threads(argc, argv);
+    if (threads < 1) {
+        std::fprintf(stderr, "bench_shield: thread count must be >= 1, got %d\n", threads);
+        return 2;
+    }
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#endif
+    Eigen::setNbThreads(threads);
+    for (auto* b : {benchmark::RegisterBenchmark("BM_Check", BM_Check),
+                    benchmark::RegisterBenchmark("BM_Projection", BM_Projection),
+                    benchmark::RegisterBenchmark("BM_Evaluate64", BM_Evaluate64)})
+        b->ArgName("backend")
+            ->Arg(static_cast<int>(Backend::eigen))
+            ->Arg(static_cast<int>(Backend::thrust_device))
+            ->Arg(static_cast<int>(Backend::thrust_cpp))
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("BM_MemberGemm", BM_MemberGemm)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("BM_EigenGemm", BM_EigenGemm)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("persist_threads", std::to_string(threads));
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

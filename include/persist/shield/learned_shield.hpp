@@ -1,0 +1,268 @@
+#pragma once
+/// @file learned_shield.hpp
+/// LearnedShield: the seed's shield with the models it learns (seed sections 2-4 and 6). It owns
+///   - the internal model f_theta: a probabilistic ensemble (models::GaussianEnsemble) of
+///     x_{t+1} from (x, a, o[obs_features]), trained with the Gaussian NLL on replay batches;
+///   - the viability approximator V_psi (viability::ViabilityApproximator), a margin network
+///     trained with the focal loss on labels from the true constraints, fed from the replay batch
+///     and the near-boundary buffer (0 < m(x) < epsilon);
+///   - a RolloutShield that rolls f_theta out K times over h steps per candidate action and
+///     accepts an action when Pr(x_{t+1:t+h} in V_psi) >= alpha, else projects it (CEM or
+///     gradient steps; docs/shield.md).
+/// PersistAgent trains it: it calls `update(batch, near_boundary)` at every gradient step of its
+/// update rounds (the agent detects the method; seed loop: "internal_model.update(...);
+/// viability_approx.update(near_boundary_buffer)"). Until the models have had
+/// `warmup_updates` updates the shield passes actions through (an untrained model would filter
+/// at random); those decisions report projected = false and count as `passthrough`.
+///
+/// The rollout shield reads the models through plain views (parallel/views.hpp). The views
+/// point into this object; they are refreshed whenever the object was copied or moved (a
+/// pointer comparison per decision), so a LearnedShield can be moved into a PersistAgent.
+/// docs/shield.md, "LearnedShield", has the parameters and an example.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "persist/core/concepts.hpp"
+#include "persist/core/error.hpp"
+#include "persist/core/random.hpp"
+#include "persist/core/records.hpp"
+#include "persist/core/state.hpp"
+#include "persist/core/types.hpp"
+#include "persist/models/gaussian_ensemble.hpp"
+#include "persist/parallel/rollout.hpp"
+#include "persist/replay/near_boundary.hpp"
+#include "persist/shield/rollout_shield.hpp"
+#include "persist/viability/approximator.hpp"
+#include "persist/viability/constraints.hpp"
+
+namespace persist::shield {
+
+/// Options of LearnedShield (defaults: the seed's viability.shield, models.internal_model and
+/// viability.approximator sections).
+struct LearnedShieldOptions {
+    RolloutShieldOptions rollout{};            ///< conf 0.97, horizon 8, K 32, CEM 64 x 4 ...
+    models::EnsembleOptions model{};           ///< internal_dim, action_dim, obs_features required
+    viability::ApproximatorOptions viability{};  ///< dim = internal_dim (set automatically when 0)
+    std::int64_t warmup_updates = 1000;        ///< model updates before the shield filters, >= 0
+    /// States per update drawn uniformly from the box the observed internal states span
+    /// (widened by synthetic_box_margin of its width on each side) and labelled by the true
+    /// constraints: replay data holds few unsafe states (an episode has one), so without them
+    /// V_psi's frontier is wherever the network happens to put it. 0 disables, >= 0.
+    Index synthetic_states = 256;
+    double synthetic_box_margin = 0.1;         ///< >= 0
+    std::uint64_t seed = 0;                    ///< synthetic-state stream
+};
+
+/// Counters of a LearnedShield (on top of RolloutShield's).
+struct LearnedShieldCounters {
+    std::uint64_t decisions = 0;    ///< project() calls
+    std::uint64_t passthrough = 0;  ///< decisions made before warmup_updates (action unchanged)
+    std::uint64_t updates = 0;      ///< update() calls (each: one ensemble and one V_psi step)
+};
+
+/// @tparam T          float or double
+/// @tparam Kinematics observation kinematics of the rollouts (parallel::HoldObservation, or
+///                    parallel::GridLifePatchKinematics for GridLife)
+template <class T, class Kinematics = parallel::HoldObservation<T>>
+class LearnedShield {
+    static_assert(Real<T>, "persist::shield::LearnedShield<T, ...>: T must be float or double");
+
+public:
+    using scalar_type = T;
+    using Model = parallel::EnsembleRolloutModel<T>;
+    using Viab = parallel::MarginNetworkView<T>;
+    using Search = RolloutShield<T, Model, Viab, Kinematics>;
+
+    /// `constraints`: the true viability constraints (labels of V_psi); copied.
+    LearnedShield(const viability::ConstraintSet<T>& constraints, const Kinematics& kinematics, Vec<T> low,
+                  Vec<T> high, LearnedShieldOptions opt)
+        : opt_(prepared(std::move(opt), constraints)),
+          constraints_(constraints),
+          model_(opt_.model),
+          viab_(opt_.viability),
+          search_(Model{model_.view()}, Viab{viab_.view(), nullptr, nullptr}, kinematics, std::move(low),
+                  std::move(high), opt_.rollout) {
+        refresh();
+    }
+
+    LearnedShield(const LearnedShield& o)
+        : opt_(o.opt_), constraints_(o.constraints_), model_(o.model_), viab_(o.viab_), search_(o.search_),
+          counters_(o.counters_), box_lo_(o.box_lo_), box_hi_(o.box_hi_) {
+        refresh();
+    }
+    LearnedShield(LearnedShield&& o) noexcept(false)
+        : opt_(std::move(o.opt_)), constraints_(std::move(o.constraints_)), model_(std::move(o.model_)),
+          viab_(std::move(o.viab_)), search_(std::move(o.search_)), counters_(o.counters_),
+          box_lo_(std::move(o.box_lo_)), box_hi_(std::move(o.box_hi_)) {
+        refresh();
+    }
+    LearnedShield& operator=(const LearnedShield& o) {
+        if (this != &o) {
+            LearnedShield tmp(o);
+            *this = std::move(tmp);
+        }
+        return *this;
+    }
+    LearnedShield& operator=(LearnedShield&& o) noexcept(false) {
+        opt_ = std::move(o.opt_);
+        constraints_ = std::move(o.constraints_);
+        model_ = std::move(o.model_);
+        viab_ = std::move(o.viab_);
+        search_ = std::move(o.search_);
+        counters_ = o.counters_;
+        box_lo_ = std::move(o.box_lo_);
+        box_hi_ = std::move(o.box_hi_);
+        refresh();
+        return *this;
+    }
+
+    // --- persist::Shield ---------------------------------------------------------------------
+    ShieldDecision<T> project(VecCRef<T> a, VecCRef<T> o, VecCRef<T> x, VecRef<T> a_safe) {
+        ++counters_.decisions;
+        if (!active()) {
+            if (a_safe.size() != a.size())
+                persist::detail::throw_shape("LearnedShield::project: a_safe", static_cast<long>(a.size()), 1,
+                                             static_cast<long>(a_safe.size()), 1);
+            ++counters_.passthrough;
+            a_safe = a;
+            return ShieldDecision<T>{};
+        }
+        refresh_if_moved();
+        return search_.project(a, o, x, a_safe);
+    }
+
+    /// One predictive check of `a` (the amortized shield's ProbabilisticShield interface);
+    /// 1 before warm-up.
+    T probability(VecCRef<T> a, VecCRef<T> o, VecCRef<T> x) {
+        if (!active()) return T(1);
+        refresh_if_moved();
+        return search_.probability(a, o, x);
+    }
+    T alpha() const { return search_.alpha(); }
+
+    // --- learning ----------------------------------------------------------------------------
+    /// One training step of f_theta (Gaussian NLL) and of V_psi (focal loss; labels from the
+    /// true constraints; a share of the states from the near-boundary buffer when it holds any).
+    void update(const TransitionBatch<T>& batch, const replay::NearBoundaryBuffer<T>* near = nullptr) {
+        last_model_ = model_.update(batch);
+        viab_.set_constraints(&constraints_);
+        if (near && near->size() > 0)
+            last_viab_ = viab_.update(batch, *near);
+        else
+            last_viab_ = viab_.update(batch);
+        if (opt_.synthetic_states > 0) synthetic_step(batch);
+        ++counters_.updates;
+    }
+
+    /// Filtering has started (warmup_updates model updates done).
+    bool active() const { return static_cast<std::int64_t>(counters_.updates) >= opt_.warmup_updates; }
+
+    // --- inspection --------------------------------------------------------------------------
+    models::GaussianEnsemble<T>& model() { return model_; }
+    const models::GaussianEnsemble<T>& model() const { return model_; }
+    viability::ViabilityApproximator<T>& viability_model() { return viab_; }
+    const viability::ViabilityApproximator<T>& viability_model() const { return viab_; }
+    Search& search() { return search_; }
+    const Search& search() const { return search_; }
+    const LearnedShieldCounters& counters() const { return counters_; }
+    const LearnedShieldOptions& options() const { return opt_; }
+    const models::EnsembleUpdateStats<T>& last_model_stats() const { return last_model_; }
+    const viability::ApproximatorStats<T>& last_viability_stats() const { return last_viab_; }
+
+    template <class V>
+    void visit_state(V&& v) {
+        visit_nested(model_, "internal_model", v);
+        visit_nested(viab_, "viability", v);
+        visit_nested(search_, "rollout", v);
+        v(state_tensor("decisions", &counters_.decisions, {}));
+        v(state_tensor("passthrough", &counters_.passthrough, {}));
+        v(state_tensor("updates", &counters_.updates, {}));
+        if (box_lo_.size() != constraints_.dim()) {  // shape the box so a checkpoint always has it
+            box_lo_ = Vec<T>::Constant(constraints_.dim(), std::numeric_limits<T>::max());
+            box_hi_ = Vec<T>::Constant(constraints_.dim(), std::numeric_limits<T>::lowest());
+        }
+        v(state_tensor("synthetic_box_lo", box_lo_.data(), {static_cast<std::int64_t>(box_lo_.size())}));
+        v(state_tensor("synthetic_box_hi", box_hi_.data(), {static_cast<std::int64_t>(box_hi_.size())}));
+    }
+
+private:
+    static LearnedShieldOptions prepared(LearnedShieldOptions o, const viability::ConstraintSet<T>& c) {
+        if (o.warmup_updates < 0)
+            throw ConfigError("LearnedShieldOptions.warmup_updates = " + std::to_string(o.warmup_updates) +
+                              ": expected >= 0");
+        if (o.model.internal_dim != c.dim())
+            throw ShapeError("LearnedShield: model.internal_dim = " + std::to_string(o.model.internal_dim) +
+                             ", the constraint set is over " + std::to_string(c.dim()) + " variables");
+        if (o.synthetic_states < 0 || !(o.synthetic_box_margin >= 0 && std::isfinite(o.synthetic_box_margin)))
+            throw ConfigError("LearnedShieldOptions.synthetic_states / synthetic_box_margin: expected >= 0, got " +
+                              std::to_string(o.synthetic_states) + " / " + std::to_string(o.synthetic_box_margin));
+        if (o.viability.dim == 0) o.viability.dim = o.model.internal_dim;
+        if (o.viability.dim != o.model.internal_dim)
+            throw ShapeError("LearnedShield: viability.dim = " + std::to_string(o.viability.dim) +
+                             ", expected internal_dim = " + std::to_string(o.model.internal_dim));
+        return o;
+    }
+
+    /// V_psi step on states drawn uniformly from the (widened) box of every internal state seen
+    /// so far, labelled by the true constraints. The stream is keyed by (seed, update index).
+    void synthetic_step(const TransitionBatch<T>& batch) {
+        const Index X = constraints_.dim(), N = opt_.synthetic_states;
+        if (box_lo_.size() != X) {
+            box_lo_ = Vec<T>::Constant(X, std::numeric_limits<T>::max());
+            box_hi_ = Vec<T>::Constant(X, std::numeric_limits<T>::lowest());
+        }
+        if (batch.internal.rows() == X && batch.internal.cols() > 0) {
+            box_lo_ = box_lo_.cwiseMin(batch.internal.rowwise().minCoeff()).cwiseMin(batch.next_internal.rowwise().minCoeff());
+            box_hi_ = box_hi_.cwiseMax(batch.internal.rowwise().maxCoeff()).cwiseMax(batch.next_internal.rowwise().maxCoeff());
+        }
+        ensure_shape(synth_x_, X, N);
+        ensure_shape(synth_y_, 1, N);
+        ensure_shape(synth_m_, constraints_.num_constraints(), N);
+        Rng rng(opt_.seed, /*stream=*/0x5359'0000'0000ull + counters_.updates);
+        for (Index j = 0; j < X; ++j) {
+            const T w = box_hi_[j] - box_lo_[j];
+            const T lo = box_lo_[j] - T(opt_.synthetic_box_margin) * w, hi = box_hi_[j] + T(opt_.synthetic_box_margin) * w;
+            for (Index b = 0; b < N; ++b) synth_x_(j, b) = lo + (hi - lo) * rng.template uniform<T>();
+        }
+        constraints_.margins(synth_x_, synth_m_);
+        for (Index b = 0; b < N; ++b) {
+            bool safe = true;
+            for (Index k = 0; k < synth_m_.rows(); ++k) safe = safe && constraints_.satisfied(k, synth_m_(k, b));
+            synth_y_(0, b) = safe ? T(1) : T(0);
+        }
+        viab_.train_step(synth_x_, synth_y_);
+    }
+
+    void refresh() {
+        model_view_ = model_.view();
+        viab_view_ = viab_.view();
+        search_.set_model(Model{model_view_});
+        search_.set_viability(Viab{viab_view_, nullptr, nullptr});
+        viab_.set_constraints(&constraints_);
+    }
+    void refresh_if_moved() {
+        const auto mv = model_.view();
+        const auto vv = viab_.view();
+        if (mv.member[0].params != model_view_.member[0].params || mv.in_mean != model_view_.in_mean ||
+            vv.params != viab_view_.params)
+            refresh();
+    }
+
+    LearnedShieldOptions opt_;
+    viability::ConstraintSet<T> constraints_;
+    models::GaussianEnsemble<T> model_;
+    viability::ViabilityApproximator<T> viab_;
+    Search search_;
+    LearnedShieldCounters counters_{};
+    parallel::GaussianEnsembleView<T> model_view_{};
+    parallel::MLPView<T> viab_view_{};
+    Vec<T> box_lo_, box_hi_;
+    Mat<T> synth_x_, synth_y_, synth_m_;
+    models::EnsembleUpdateStats<T> last_model_{};
+    viability::ApproximatorStats<T> last_viab_{};
+};
+
+}  // namespace persist::shield
