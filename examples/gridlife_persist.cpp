@@ -1,24 +1,26 @@
 // gridlife_persist: the PERSIST experiment of the seed document on GridLife-v0.
 //
-//   PersistAgent< GridLife<float>, SAC<float>, NullShield<float>, {Surprise | RND | NoIntrinsic}<float> >
+//   PersistAgent< GridLife<float>, SAC<float>,
+//                 {LearnedShield<float, GridLifePatchKinematics> | NullShield<float>},
+//                 {Empowerment | Surprise | RND | NoIntrinsic}<float> >
 //
 // Reads a PersistConfig (YAML or JSON; default examples/configs/gridlife.yaml, the seed's
-// section 8), resolves the runtime choices ONCE here at the top (the intrinsic reward, which
-// picks the template argument; nothing is chosen by a runtime `if` inside the loop), trains for
-// a step budget, prints a summary and writes the seed's metrics (section 10) as JSON lines:
-// one line per episode and a final summary line (docs/train.md, "Metrics").
+// section 8), resolves the runtime choices ONCE here at the top (the intrinsic reward and the
+// shield, which pick template arguments; nothing is chosen by a runtime `if` inside the loop),
+// trains for a step budget, prints a summary and writes the seed's metrics (section 10) as JSON
+// lines: one line per episode and a final summary line (docs/train.md, "Metrics").
 //
 // Usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]
-//                         [--intrinsic none|surprise|rnd] [--batch-size B]
-//                         [--gradient-steps G] [--learning-starts N] [--hidden H] [--quiet]
+//                         [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]
+//                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
+//                         [--batch-size B] [--gradient-steps G]
+//                         [--learning-starts N] [--hidden H] [--quiet]
 //
-// What is not implemented yet and how this program says so (never silently):
-// - rewards.intrinsic = "empowerment" (the seed's YAML) has no implementation yet. The program
-//   stops with an error that says so, unless --intrinsic names an available one (surprise,
-//   rnd, none); the choice in force is printed.
-// - viability.shield.type other than "none": no model-based shield exists yet; NullShield
-//   (no filtering) is used and a warning line says so.
-// - train.algo other than SAC: error.
+// The shield (viability.shield.type "rollout", the seed's default) is a LearnedShield: the
+// agent trains its internal-model ensemble f_theta and viability approximator V_psi at every
+// gradient step, and the shield starts filtering after --shield-warmup model updates
+// (docs/shield.md). Other shield kinds and train.algo other than SAC are errors, never silent
+// substitutions.
 // Budget adaptations (printed at start): --steps defaults to 40000 (the config's
 // train.total_steps is a full-length run), and the replay capacity is capped at the step
 // budget (a capacity above the number of steps only costs memory).
@@ -28,19 +30,25 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <persist/agents/sac.hpp>
 #include <persist/config/config.hpp>
+#include <persist/config/curriculum_from_config.hpp>
 #include <persist/config/yaml.hpp>
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/parallel/gridlife_rollout.hpp>
+#include <persist/shield/learned_shield.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/curriculum.hpp>
 #include <persist/train/metrics.hpp>
+#include <persist/train/checkpointing.hpp>
 #include <persist/train/persist_agent.hpp>
 
 #ifndef PERSIST_EXAMPLES_CONFIG_DIR
@@ -60,6 +68,9 @@ struct Args {
     std::optional<std::uint64_t> seed;
     std::optional<std::string> metrics;
     std::optional<std::string> intrinsic;
+    std::optional<std::string> shield;
+    std::int64_t shield_warmup = 500;
+    std::optional<std::string> save, resume;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
     bool quiet = false;
 };
@@ -90,6 +101,10 @@ Args parse(int argc, char** argv) {
         else if (f == "--seed") a.seed = static_cast<std::uint64_t>(parse_int(f, value(), 0));
         else if (f == "--metrics") a.metrics = value();
         else if (f == "--intrinsic") a.intrinsic = value();
+        else if (f == "--shield") a.shield = value();
+        else if (f == "--save") a.save = value();
+        else if (f == "--resume") a.resume = value();
+        else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0);
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -97,7 +112,9 @@ Args parse(int argc, char** argv) {
         else if (f == "--quiet") a.quiet = true;
         else if (f == "--help" || f == "-h") {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
-                        "                        [--intrinsic none|surprise|rnd] [--batch-size B] [--gradient-steps G]\n"
+                        "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
+                        "                        [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]\n"
+                        "                        [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
             std::exit(0);
         } else
@@ -114,14 +131,9 @@ cfgns::IntrinsicKind resolve_intrinsic(const cfgns::PersistConfig& c, const Args
         if (s == "none") return cfgns::IntrinsicKind::none;
         if (s == "surprise") return cfgns::IntrinsicKind::surprise;
         if (s == "rnd") return cfgns::IntrinsicKind::rnd;
-        throw persist::ConfigError("--intrinsic " + s + ": expected none, surprise or rnd" +
-                                   (s == "empowerment" ? " (empowerment is not implemented yet)" : ""));
+        if (s == "empowerment") return cfgns::IntrinsicKind::empowerment;
+        throw persist::ConfigError("--intrinsic " + s + ": expected none, surprise, rnd or empowerment");
     }
-    if (c.rewards.intrinsic == cfgns::IntrinsicKind::empowerment)
-        throw persist::ConfigError(
-            "rewards.intrinsic = \"empowerment\" (" + a.config +
-            "): empowerment is not implemented yet. Rerun with --intrinsic surprise (the seed's "
-            "alternative), --intrinsic rnd or --intrinsic none to choose the intrinsic reward explicitly.");
     return c.rewards.intrinsic;
 }
 
@@ -137,12 +149,15 @@ const char* intrinsic_name(cfgns::IntrinsicKind k) {
 
 std::vector<Index> to_index(const std::vector<std::int64_t>& v) { return {v.begin(), v.end()}; }
 
-/// Everything after the dispatch: one template instantiation per intrinsic type.
-template <class Intr>
-int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLifeConfig& gcfg, Intr intr,
-        const char* intr_name) {
+using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
+using Learned = persist::shield::LearnedShield<T, Kinematics>;
+
+/// Everything after the dispatch: one template instantiation per (intrinsic, shield) pair.
+template <class Intr, class Sh>
+int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLifeConfig& gcfg, Intr intr,
+             const char* intr_name, Sh shield, const char* shield_name) {
     using Env = persist::env::GridLife<T>;
-    using Agent = persist::train::PersistAgent<Env, persist::agents::SAC<T>, persist::shield::NullShield<T>, Intr>;
+    using Agent = persist::train::PersistAgent<Env, persist::agents::SAC<T>, Sh, Intr>;
     const std::uint64_t seed = a.seed.value_or(c.train.seed);
     Env env(gcfg);
 
@@ -185,18 +200,14 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         sac = persist::agents::SAC<T>(env.observation_dim(), 0, env.action_low(), env.action_high(), so);
     }
 
-    Agent agent(std::move(env), std::move(sac), {}, std::move(intr), std::move(homeo), constraints, opt);
-    if (c.curriculum.enabled) {
-        persist::train::CurriculumOptions co{
-            .warmup_steps = c.curriculum.warmup_steps,
-            .total_steps = c.curriculum.total_steps,
-            .shape = c.curriculum.schedule == cfgns::CurriculumSchedule::cosine ? persist::train::CurriculumShape::cosine
-                                                                                : persist::train::CurriculumShape::linear,
-            .lambda_homeo_start = c.curriculum.lambda_homeo_start,
-            .lambda_homeo_end = c.rewards.lambda_homeo,
-            .lambda_intr_start = c.curriculum.lambda_intr_start,
-            .lambda_intr_end = c.rewards.lambda_intr};
-        agent.set_curriculum(persist::train::Curriculum<T>(cfgns::make_curriculum_start_set<T>(c), constraints, co));
+    Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
+    if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
+    if (a.resume) {  // after the curriculum is installed, before training
+        auto p = std::filesystem::is_directory(*a.resume) ? persist::train::latest_checkpoint(*a.resume)
+                                                          : std::optional<std::filesystem::path>(*a.resume);
+        if (!p) throw persist::IoError("--resume: no checkpoint in " + *a.resume);
+        agent.load(*p);  // same config, seed and flags required; CheckpointError names any difference
+        std::printf("resumed from %s at step %lld\n", p->c_str(), static_cast<long long>(agent.total_steps()));
     }
 
     const std::string metrics_path = a.metrics.value_or(c.metrics.path);
@@ -218,7 +229,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     });
 
     std::printf("gridlife_persist: config %s\n", a.config.c_str());
-    std::printf("  agent: PersistAgent<GridLife<float>, SAC<float>, NullShield<float>, %s>\n", intr_name);
+    std::printf("  agent: PersistAgent<GridLife<float>, SAC<float>, %s, %s>\n", shield_name, intr_name);
     std::printf("  steps %lld, seed %llu, lambda_H %.3g, lambda_I %.3g, batch %lld, update_every %lld, gradient_steps %lld,\n"
                 "  learning_starts %lld, replay capacity %lld, SAC hidden %lld x %zu, gamma %.4g, curriculum %s\n",
                 static_cast<long long>(a.steps), static_cast<unsigned long long>(seed), opt.lambda_homeo, opt.lambda_intr,
@@ -232,7 +243,11 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     std::fflush(stdout);
 
     const auto t0 = std::chrono::steady_clock::now();
-    agent.train(a.steps);
+    while (agent.total_steps() < a.steps) agent.step();  // --steps is the total (a resumed run continues)
+    if (a.save) {
+        agent.save(*a.save);
+        std::printf("checkpoint written to %s\n", a.save->c_str());
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     const auto s = agent.metrics().summary();
@@ -253,9 +268,63 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
                 s.mean_return_total, s.mean_r_intr);
     std::printf("  policy entropy           %.3f; shield trigger rate %.3f\n", s.mean_policy_entropy,
                 s.shield_trigger_rate);
+    if constexpr (std::is_same_v<Sh, Learned>) {
+        const auto& lc = agent.shield().counters();
+        const auto& rc = agent.shield().search().counters();
+        std::printf("  shield                   %llu decisions (%llu before the models were trained), %llu projected, "
+                    "%llu with no action reaching conf; model mse %.2e, V_psi accuracy %.3f\n",
+                    static_cast<unsigned long long>(lc.decisions), static_cast<unsigned long long>(lc.passthrough),
+                    static_cast<unsigned long long>(rc.projections), static_cast<unsigned long long>(rc.infeasible),
+                    double(agent.shield().last_model_stats().mse), double(agent.shield().last_viability_stats().accuracy));
+    }
     // Last 10 episodes: does the trained policy survive longer than the early ones?
     std::printf("  metrics written to %s\n", metrics_path.c_str());
     return 0;
+}
+
+/// viability.shield.type (or --shield): none -> NullShield; rollout -> LearnedShield (the
+/// internal-model ensemble and V_psi it trains, rollouts with GridLife's patch kinematics).
+/// The other kinds exist in the library but are not wired here: an error says so.
+template <class Intr>
+int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLifeConfig& gcfg, Intr intr,
+        const char* intr_name) {
+    cfgns::ShieldKind kind = c.viability.shield.type;
+    if (a.shield) {
+        if (*a.shield == "none") kind = cfgns::ShieldKind::none;
+        else if (*a.shield == "rollout") kind = cfgns::ShieldKind::rollout;
+        else throw persist::ConfigError("--shield " + *a.shield + ": expected none or rollout");
+    }
+    if (kind == cfgns::ShieldKind::none)
+        return run_with(c, a, gcfg, std::move(intr), intr_name, persist::shield::NullShield<T>{}, "NullShield<float>");
+    if (kind != cfgns::ShieldKind::rollout)
+        throw persist::ConfigError("viability.shield.type (" + a.config +
+                                   "): this example runs \"none\" or \"rollout\"; amortized, cbf and ensemble "
+                                   "shields are not wired into it");
+    if (c.models.internal_model.use_known_dynamics)
+        throw persist::ConfigError("models.internal_model.use_known_dynamics = true (" + a.config +
+                                   "): this example trains the internal model; for GridLife's exact dynamics build "
+                                   "RolloutShield<T, parallel::GridLifeRolloutModel<T>, ...> (docs/shield.md)");
+    const std::uint64_t seed = a.seed.value_or(c.train.seed);
+    persist::env::GridLife<T> probe(gcfg);
+    persist::shield::LearnedShieldOptions so;
+    so.rollout = persist::shield::RolloutShieldOptions::from_config(c.viability.shield, seed + 11);
+    so.model.internal_dim = probe.internal_dim();
+    so.model.action_dim = probe.action_dim();
+    so.model.obs_features = persist::parallel::gridlife_centre_features(probe);
+    so.model.hidden = to_index(c.models.internal_model.hidden);
+    so.model.lr = c.models.internal_model.lr;
+    so.model.seed = seed + 12;
+    so.viability.hidden = to_index(c.viability.approximator.hidden);
+    so.viability.lr = c.viability.approximator.lr;
+    so.viability.batch_size = c.viability.approximator.batch_size;
+    so.viability.focal_gamma = c.viability.approximator.focal_gamma;
+    so.viability.focal_alpha = c.viability.approximator.focal_alpha;
+    so.viability.seed = seed + 13;
+    so.warmup_updates = a.shield_warmup;
+    so.seed = seed + 14;
+    Learned shield(cfgns::make_constraint_set<T>(c), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
+    return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
+                    "LearnedShield<float, GridLifePatchKinematics>");
 }
 
 }  // namespace
@@ -268,9 +337,6 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("env.name = \"" + c.env.name + "\": this example runs GridLife-v0 only");
         if (c.train.algo != cfgns::Algo::SAC)
             throw persist::ConfigError("train.algo: only SAC is implemented (PPO and TD3 are not yet)");
-        if (c.viability.shield.type != cfgns::ShieldKind::none)
-            std::printf("warning: viability.shield.type is not \"none\" but no model-based shield is implemented yet; "
-                        "using NullShield (actions are not filtered)\n");
         const auto kind = resolve_intrinsic(c, a);
         if (a.intrinsic && c.rewards.intrinsic != kind)
             std::printf("note: --intrinsic %s overrides rewards.intrinsic = \"%s\" of the config\n", intrinsic_name(kind),
@@ -303,7 +369,18 @@ int main(int argc, char** argv) {
                 o.seed = seed + 2;
                 return run(c, a, gcfg, persist::intrinsic::RND<T>(o), "RND<float>");
             }
-            case cfgns::IntrinsicKind::empowerment: break;  // resolve_intrinsic already threw
+            case cfgns::IntrinsicKind::empowerment: {
+                persist::intrinsic::EmpowermentOptions o;
+                o.obs_dim = probe.observation_dim();
+                o.internal_dim = probe.internal_dim();
+                o.action_dim = probe.action_dim();
+                o.k = c.rewards.empowerment.k;
+                o.num_negatives = c.rewards.empowerment.num_negatives;
+                o.hidden = to_index(c.rewards.empowerment.hidden);
+                o.lr = c.rewards.empowerment.lr;
+                o.seed = seed + 3;
+                return run(c, a, gcfg, persist::intrinsic::Empowerment<T>(o), "Empowerment<float>");
+            }
         }
         return 2;
     } catch (const persist::Error& e) {

@@ -105,8 +105,10 @@
 #include "persist/config/json.hpp"
 #include "persist/config/persist_config.hpp"
 #include "persist/config/reflect.hpp"
+#include "persist/config/curriculum_from_config.hpp"
 
 // train: PersistAgent, curriculum, metrics
 #include "persist/train/curriculum.hpp"
 #include "persist/train/metrics.hpp"
 #include "persist/train/persist_agent.hpp"
+#include "persist/train/checkpointing.hpp"

@@ -11,7 +11,7 @@ using persist::Index;
 using persist::Vec;
 using persist::train::Curriculum;
 using persist::train::CurriculumOptions;
-using persist::train::CurriculumShape;
+using persist::train::CurriculumSchedule;
 using persist::train::MetricsTracker;
 using Set = persist::viability::ConstraintSet<double>;
 
@@ -53,7 +53,7 @@ TEST_CASE("curriculum: linear schedule values at given steps", "[train][curricul
 }
 
 TEST_CASE("curriculum: cosine shape and errors", "[train][curriculum]") {
-    CurriculumOptions o{.warmup_steps = 0, .total_steps = 100, .shape = CurriculumShape::cosine};
+    CurriculumOptions o{.warmup_steps = 0, .total_steps = 100, .schedule = CurriculumSchedule::cosine};
     Curriculum<double> c(wide(), target(), o);
     CHECK(c.progress(0) == 0.0);
     CHECK(c.progress(50) == Approx(0.5));

@@ -208,7 +208,8 @@ public:
     }
 
     /// State protocol: "model.params", "opt.{m,v,step}", "nll_stats.{mean,var,count}",
-    /// "beta", and "mu" [internal_dim] when internal_dim > 0.
+    /// "beta", "mu" [internal_dim] when internal_dim > 0, and "mu_given" (u64 flag: set_beta
+    /// accepts beta > 0 only with setpoints).
     template <class V>
     void visit_state(V&& v) {
         visit_nested(model_, "model", v);
@@ -217,6 +218,7 @@ public:
         v(state_tensor("beta", &beta_, {}));
         if (opt_.internal_dim > 0)
             v(state_tensor("mu", mu_.data(), {static_cast<std::int64_t>(opt_.internal_dim)}));
+        v(state_tensor("mu_given", &mu_given_, {}));
     }
 
 private:
@@ -311,7 +313,7 @@ private:
     RunningMeanStd<T> stats_;
     T beta_;
     Vec<T> mu_;
-    bool mu_given_;
+    std::uint64_t mu_given_;  ///< setpoints were given (options or set_setpoints); u64: checkpointed
     Work act_, eval_, train_;  // reward() / reward_with_prior(); nll(); update()
 };
 

@@ -27,15 +27,19 @@
 
 namespace persist::train {
 
-/// Shape of the progress s(u).
-enum class CurriculumShape : std::uint8_t { linear = 0, cosine = 1 };
+/// The schedule s(u) of the progress. One name everywhere: `schedule`, as the config key
+/// `curriculum.schedule` (config::CurriculumSchedule has the same enumerators, mapped by
+/// config::make_curriculum).
+enum class CurriculumSchedule : std::uint8_t { linear = 0, cosine = 1 };
+/// Former name of CurriculumSchedule, kept so existing code compiles.
+using CurriculumShape = CurriculumSchedule;
 
 /// Schedule of the curriculum (a plain aggregate). Mirrors config::CurriculumConfig, with the
 /// end lambdas explicit (in a PersistConfig they are rewards.lambda_homeo / lambda_intr).
 struct CurriculumOptions {
     std::int64_t warmup_steps = 0;       ///< steps held at s = 0, >= 0
     std::int64_t total_steps = 200'000;  ///< steps from s = 0 to s = 1, >= 1
-    CurriculumShape shape = CurriculumShape::linear;
+    CurriculumSchedule schedule = CurriculumSchedule::linear;  ///< s(u): linear or cosine
     double lambda_homeo_start = 0.0;  ///< >= 0
     double lambda_homeo_end = 0.7;    ///< >= 0 (the seed's lambda_homeo)
     double lambda_intr_start = 0.0;   ///< >= 0
@@ -58,6 +62,8 @@ public:
         };
         if (opt_.warmup_steps < 0) bad("warmup_steps", double(opt_.warmup_steps), ">= 0");
         if (opt_.total_steps < 1) bad("total_steps", double(opt_.total_steps), ">= 1");
+        if (opt_.schedule != CurriculumSchedule::linear && opt_.schedule != CurriculumSchedule::cosine)
+            bad("schedule", double(static_cast<int>(opt_.schedule)), "linear (0) or cosine (1)");
         auto lam = [&](const char* f, double v) {
             if (!(std::isfinite(v) && v >= 0.0)) bad(f, v, "a finite value >= 0");
         };
@@ -77,7 +83,7 @@ public:
         const double u = std::clamp(static_cast<double>(step - opt_.warmup_steps) /
                                         static_cast<double>(opt_.total_steps),
                                     0.0, 1.0);
-        if (opt_.shape == CurriculumShape::cosine) {
+        if (opt_.schedule == CurriculumSchedule::cosine) {
             if (u <= 0.0) return 0.0;
             if (u >= 1.0) return 1.0;
             return 0.5 * (1.0 - std::cos(std::numbers::pi * u));

@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "persist/core/error.hpp"
+#include "persist/core/state.hpp"
 #include "persist/core/types.hpp"
 #include "persist/viability/constraints.hpp"
 
@@ -232,7 +233,7 @@ public:
         return rec_;
     }
 
-    bool in_episode() const { return in_episode_; }
+    bool in_episode() const { return in_episode_ != 0; }
     std::int64_t episode_length() const { return len_; }
     const EpisodeRecord& last_episode() const { return rec_; }
 
@@ -257,11 +258,62 @@ public:
         return s;
     }
 
+    /// State protocol (core/state.hpp): what continuing the run needs, so that a resumed
+    /// agent writes the same episode records and summary as an uninterrupted one: the running
+    /// episode's counters (length, satisfaction counts, sums, open recovery windows, updates,
+    /// entropy, shield triggers, its index and start step) and the run totals. Names and
+    /// epsilon / h are configuration (a different h changes the shape of "pending"). The
+    /// previous finished episode's record (last_episode()) is output, not state: after a load
+    /// only its episode and start_step fields are restored until the running episode ends.
+    template <class V>
+    void visit_state(V&& v) {
+        const auto n = [](const auto& vec) { return static_cast<std::int64_t>(vec.size()); };
+        v(state_tensor("episode", &rec_.episode, {}));
+        v(state_tensor("start_step", &rec_.start_step, {}));
+        v(state_tensor("in_episode", &in_episode_, {}));
+        v(state_tensor("length", &len_, {}));
+        v(state_tensor("satisfied_per_constraint", sat_k_.data(), {n(sat_k_)}));
+        v(state_tensor("satisfied_per_variable", sat_j_.data(), {n(sat_j_)}));
+        v(state_tensor("return_task", &ret_task_, {}));
+        v(state_tensor("return_total", &ret_total_, {}));
+        v(state_tensor("sum_r_homeo", &sum_homeo_, {}));
+        v(state_tensor("sum_r_intr", &sum_intr_, {}));
+        v(state_tensor("near_boundary", &near_, {}));
+        v(state_tensor("recovered", &recovered_, {}));
+        v(state_tensor("pending", pending_.data(), {n(pending_)}));
+        v(state_tensor("pending_head", &p_head_, {}));
+        v(state_tensor("pending_size", &p_size_, {}));
+        v(state_tensor("updates", &updates_, {}));
+        v(state_tensor("entropy_sum", &entropy_sum_, {}));
+        v(state_tensor("entropy_count", &entropy_n_, {}));
+        v(state_tensor("shield_triggers", &triggers_, {}));
+        // Run totals.
+        v(state_tensor("total.episodes", &sum_.episodes, {}));
+        v(state_tensor("total.steps", &sum_.steps, {}));
+        v(state_tensor("total.violations", &sum_.violations, {}));
+        v(state_tensor("total.survived", &sum_.survived, {}));
+        v(state_tensor("total.violations_per_variable", sum_.violations_per_variable.data(),
+                       {n(sum_.violations_per_variable)}));
+        v(state_tensor("total.violations_per_constraint", sum_.violations_per_constraint.data(),
+                       {n(sum_.violations_per_constraint)}));
+        v(state_tensor("total.near_boundary", &sum_.near_boundary, {}));
+        v(state_tensor("total.recovered", &sum_.recovered, {}));
+        v(state_tensor("total.updates", &sum_.updates, {}));
+        v(state_tensor("total.satisfied_per_constraint", tot_sat_k_.data(), {n(tot_sat_k_)}));
+        v(state_tensor("total.satisfied_per_variable", tot_sat_j_.data(), {n(tot_sat_j_)}));
+        v(state_tensor("total.return_task", &tot_ret_task_, {}));
+        v(state_tensor("total.return_total", &tot_ret_total_, {}));
+        v(state_tensor("total.sum_r_intr", &tot_intr_, {}));
+        v(state_tensor("total.shield_triggers", &tot_triggers_, {}));
+        v(state_tensor("total.entropy_sum", &tot_entropy_sum_, {}));
+        v(state_tensor("total.entropy_count", &tot_entropy_n_, {}));
+    }
+
 private:
     void push(std::int64_t t) {
         // At most h windows are open at once (each lasts h steps), so the ring never overflows.
         const std::size_t cap = pending_.size();
-        pending_[(p_head_ + static_cast<std::size_t>(p_size_)) % cap] = t;
+        pending_[static_cast<std::size_t>((p_head_ + static_cast<std::uint64_t>(p_size_)) % cap)] = t;
         ++p_size_;
     }
     void pop() {
@@ -281,12 +333,12 @@ private:
     double tot_ret_task_ = 0, tot_ret_total_ = 0, tot_intr_ = 0;
     std::int64_t near_ = 0, recovered_ = 0;
     std::vector<std::int64_t> pending_;
-    std::size_t p_head_ = 0;
+    std::uint64_t p_head_ = 0;  // u64 / i64 counters: checkpoint dtypes (visit_state)
     std::int64_t p_size_ = 0;
     std::int64_t updates_ = 0, triggers_ = 0, tot_triggers_ = 0;
     double entropy_sum_ = 0, tot_entropy_sum_ = 0;
     std::int64_t entropy_n_ = 0, tot_entropy_n_ = 0;
-    bool in_episode_ = false;
+    std::uint64_t in_episode_ = 0;
 };
 
 namespace detail {

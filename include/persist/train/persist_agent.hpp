@@ -14,17 +14,27 @@
 ///     replay.add(o, x, a_safe, r_total, o', x', terminated, truncated; r_task, r_homeo, r_intr, m)
 ///     near_boundary.offer(x', m)
 ///     every update_every steps (once steps >= learning_starts and the replay holds a batch):
-///         gradient_steps times: batch ~ replay; intrinsic.update(batch); policy.update(batch)
+///         gradient_steps times: batch ~ replay; intrinsic.update(batch) (k-step intrinsics:
+///             also one sequence update from the replay); shield.update(batch, near_boundary)
+///             when the shield learns (shield::LearnedShield); policy.update(batch)
 ///
 /// `terminated` and `truncated` are stored apart; learners bootstrap on !terminated only. With a
 /// Curriculum installed, lambda_H and lambda_I follow it every step and the constraint set
 /// (and the environment's termination bounds, when it has `set_bounds`) at every episode start.
 /// After warm-up (first reset, first update at the batch size) a step allocates nothing.
-/// docs/train.md has the equations, the options table and an example.
+///
+/// Checkpoints: `save(path)` / `load(path)` write and restore the whole agent (policy,
+/// intrinsic, shield, homeostat, replay, near-boundary buffer, metrics, counters, RNG streams,
+/// lambdas, the constraint set in force and, with a Stateful environment such as GridLife, the
+/// running episode), so that N steps, save, M steps equals load, M steps bitwise. With an
+/// environment that has no visit_state, checkpoints are taken between episodes only.
+/// docs/train.md has the equations, the options table and an example; docs/checkpoint.md,
+/// "Resuming a PersistAgent", the checkpoint contents.
 #include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -32,14 +42,19 @@
 #include <type_traits>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "persist/core/concepts.hpp"
 #include "persist/core/error.hpp"
 #include "persist/core/random.hpp"
 #include "persist/core/records.hpp"
 #include "persist/core/types.hpp"
+#include "persist/core/state.hpp"
 #include "persist/homeostasis/homeostat.hpp"
+#include "persist/io/checkpoint.hpp"
 #include "persist/replay/near_boundary.hpp"
 #include "persist/replay/ring_replay.hpp"
+#include "persist/train/checkpointing.hpp"
 #include "persist/train/curriculum.hpp"
 #include "persist/train/metrics.hpp"
 #include "persist/viability/constraints.hpp"
@@ -65,6 +80,25 @@ struct AgentOptions {
     std::uint64_t seed = 0;              ///< episode seeds, random actions, replay sampling
 };
 
+/// AgentOptions as JSON (recorded in agent checkpoints, compared on load).
+inline nlohmann::json to_json(const AgentOptions& o) {
+    return nlohmann::json{{"lambda_homeo", o.lambda_homeo},
+                          {"lambda_intr", o.lambda_intr},
+                          {"batch_size", static_cast<std::int64_t>(o.batch_size)},
+                          {"update_every", static_cast<std::int64_t>(o.update_every)},
+                          {"gradient_steps", static_cast<std::int64_t>(o.gradient_steps)},
+                          {"learning_starts", o.learning_starts},
+                          {"random_actions_before_learning", o.random_actions_before_learning},
+                          {"replay_capacity", static_cast<std::int64_t>(o.replay_capacity)},
+                          {"policy_sees_internal", o.policy_sees_internal},
+                          {"sync_env_bounds", o.sync_env_bounds},
+                          {"near_boundary_capacity", static_cast<std::int64_t>(o.near_boundary_capacity)},
+                          {"near_boundary_epsilon", o.near_boundary_epsilon},
+                          {"recovery_epsilon", o.recovery_epsilon},
+                          {"recovery_horizon", o.recovery_horizon},
+                          {"seed", o.seed}};
+}
+
 /// What one call of PersistAgent::step did.
 template <class T>
 struct StepResult {
@@ -82,6 +116,20 @@ concept UpdateReportsEntropy = requires(P& p, const TransitionBatch<T>& b) {
 };
 template <class E, class T>
 concept HasSetBounds = requires(E& e, Index j, T lo, T hi) { e.set_bounds(j, lo, hi); };
+/// A shield that learns from the agent's data (shield::LearnedShield): trained at every gradient
+/// step on the replay batch and the near-boundary buffer (seed loop: internal_model.update,
+/// viability_approx.update(near_boundary_buffer)).
+template <class S, class T>
+concept LearningShield = requires(S& s, const TransitionBatch<T>& b, const replay::NearBoundaryBuffer<T>* nb) {
+    s.update(b, nb);
+};
+/// An intrinsic estimator trained on k-step sequences (intrinsic::Empowerment with k > 1):
+/// one sequence update from the replay per gradient step.
+template <class I, class R>
+concept SequenceIntrinsic = requires(I& i, R& r, Index n, Rng& rng) {
+    { i.k() } -> std::convertible_to<Index>;
+    i.update_from_replay(r, n, rng);
+};
 }  // namespace detail
 
 /// The PERSIST agent.
@@ -174,6 +222,7 @@ public:
     /// One environment step (starting an episode first when none is running), storage, and
     /// the update round when one is due.
     StepResult<T> step() {
+        if (resync_) resync();
         if (!in_episode_) begin_episode();
         update_lambdas();
         StepResult<T> res;
@@ -208,6 +257,10 @@ public:
             for (Index g = 0; g < gradient_steps_; ++g) {
                 replay_.sample(opt_.batch_size, rng_, batch_);
                 intrinsic_.update(batch_);
+                if constexpr (detail::SequenceIntrinsic<I, Replay>) {
+                    if (intrinsic_.k() > 1) intrinsic_.update_from_replay(replay_, opt_.batch_size, rng_);
+                }
+                if constexpr (detail::LearningShield<S, T>) shield_.update(batch_, near_ ? &*near_ : nullptr);
                 double entropy = std::numeric_limits<double>::quiet_NaN();
                 if constexpr (detail::UpdateReportsEntropy<P, T>) {
                     entropy = static_cast<double>(policy_.update(batch_).entropy);
@@ -238,6 +291,11 @@ public:
             x_ = ts_.internal;
             fill_state();
         }
+        // The action stream is (seed, position) between steps: drop a cached Box-Muller spare
+        // (a policy drawing an odd number of normals leaves one), so a checkpoint taken here
+        // restores the stream exactly.
+        rng_.set_position(rng_.position());
+        rng_pos_ = rng_.position();
         return res;
     }
 
@@ -297,11 +355,158 @@ public:
     /// s = [o; x] of the current step (the policy reads its first policy_state_dim() rows).
     const Vec<T>& state() const { return s_; }
     Index policy_state_dim() const { return policy_state_dim_; }
-    bool in_episode() const { return in_episode_; }
+    bool in_episode() const { return in_episode_ != 0; }
     /// Gradient steps per update round (options().gradient_steps, or update_every when 0).
     Index gradient_steps() const { return gradient_steps_; }
 
+    // --- checkpoints ----------------------------------------------------------------------------
+    /// State protocol: every part's state under a prefix ("policy.", "intrinsic.", "shield.",
+    /// "homeostat.", "replay.", "near_boundary." when present, "metrics.", "env." when the
+    /// environment is Stateful) and the agent's own: counters, the episode flag, both RNG
+    /// streams (seed, position), lambdas, the constants of the constraint set in force, and
+    /// the current s = [o; x]. Derived state (RNG objects, the constraint set, the
+    /// environment's bounds) is rebuilt before the next step, so io::save_checkpoint /
+    /// load_checkpoint on the agent work too; save/load below add the description checks.
+    template <class V>
+    void visit_state(V&& v) {
+        static_assert(Stateful<I>, "PersistAgent checkpoints: the Intrinsic has no visit_state (add an empty "
+                                   "`template <class V> void visit_state(V&&) {}` if it has no state; core/state.hpp)");
+        static_assert(Stateful<S>, "PersistAgent checkpoints: the Shield has no visit_state (add an empty one if it "
+                                   "has no state; core/state.hpp)");
+        static_assert(Stateful<Homeo>, "PersistAgent checkpoints: the Homeostat has no visit_state (core/state.hpp)");
+        static_assert(Stateful<Replay>, "PersistAgent checkpoints: the Replay buffer has no visit_state (core/state.hpp)");
+        resync_ = true;
+        visit_nested(policy_, "policy", v);
+        visit_nested(intrinsic_, "intrinsic", v);
+        visit_nested(shield_, "shield", v);
+        visit_nested(homeo_, "homeostat", v);
+        visit_nested(replay_, "replay", v);
+        if (near_) visit_nested(*near_, "near_boundary", v);
+        visit_nested(metrics_, "metrics", v);
+        if constexpr (Stateful<Env>) visit_nested(env_, "env", v);
+        v(state_tensor("steps", &steps_, {}));
+        v(state_tensor("episodes", &episodes_, {}));
+        v(state_tensor("updates", &updates_, {}));
+        v(state_tensor("in_episode", &in_episode_, {}));
+        v(state_tensor("rng_seed", &rng_seed_, {}));
+        v(state_tensor("rng_position", &rng_pos_, {}));
+        v(state_tensor("episode_rng_position", &episode_rng_pos_, {}));
+        v(state_tensor("lambda_homeo", &lambda_h_, {}));
+        v(state_tensor("lambda_intr", &lambda_i_, {}));
+        v(state_tensor("constraint_constants", constants_.data(), {K_, 3}));
+        v(state_tensor("observation", o_.data(), {O_}));
+        v(state_tensor("internal", x_.data(), {X_}));
+        v(state_tensor("state", s_.data(), {O_ + X_}));
+    }
+
+    /// True when save() may be called now: always with a Stateful environment, otherwise only
+    /// between episodes (the running episode could not be restored).
+    bool can_save() const { return Stateful<Env> || in_episode_ == 0; }
+
+    /// What a checkpoint of this agent records about it, compared on load: kind, layout
+    /// version, scalar type, dimensions, AgentOptions, the curriculum (or null), and whether
+    /// the environment's state is included.
+    nlohmann::json checkpoint_description() const {
+        nlohmann::json d;
+        d["kind"] = agent_checkpoint_kind;
+        d["version"] = agent_checkpoint_version;
+        d["scalar"] = dtype_name(dtype_of<T>());
+        d["dims"] = {{"observation", static_cast<std::int64_t>(O_)}, {"internal", static_cast<std::int64_t>(X_)},
+                     {"action", static_cast<std::int64_t>(A_)}, {"constraints", static_cast<std::int64_t>(K_)},
+                     {"policy_state", static_cast<std::int64_t>(policy_state_dim_)}};
+        d["options"] = to_json(opt_);
+        d["curriculum"] = curriculum_ ? describe_curriculum(*curriculum_) : nlohmann::json(nullptr);
+        d["env_state"] = Stateful<Env>;
+        return d;
+    }
+
+    /// Atomically write the whole agent to `path` (io/checkpoint.hpp), with `user` metadata
+    /// (any JSON, returned by load). Saving does not change the run. persist::Error when the
+    /// environment is not Stateful and an episode is running (see can_save());
+    /// persist::CheckpointError when the file cannot be written (a previous file is kept).
+    void save(const std::filesystem::path& path, const nlohmann::json& user = {}) {
+        if (!can_save())
+            throw Error("PersistAgent::save: the environment has no visit_state, so a checkpoint cannot hold the "
+                        "running episode (step " + std::to_string(metrics_.episode_length()) + " of episode " +
+                        std::to_string(episodes_) + "); save between episodes (can_save()) or make the "
+                        "environment Stateful");
+        nlohmann::json meta;
+        meta[agent_checkpoint_key] = checkpoint_description();
+        meta["total_steps"] = steps_;
+        meta["episodes"] = episodes_;
+        meta["user"] = user.is_null() ? nlohmann::json::object() : user;
+        io::CheckpointWriter().add("", *this).save(path, meta);
+    }
+
+    /// Restore the agent from `path` and return the user metadata given to save. The agent
+    /// must be built like the one that saved (same part types and shapes, AgentOptions and
+    /// curriculum; install a curriculum with set_curriculum before loading). Transactional:
+    /// persist::CheckpointError (a damaged file, another agent's description, names, dtypes or
+    /// shapes that differ) leaves the agent unchanged. The next step() continues the saved
+    /// run exactly (mid-episode with a Stateful environment).
+    nlohmann::json load(const std::filesystem::path& path) {
+        io::CheckpointReader r(path);  // reads and verifies the whole file
+        check_agent_description(path, r.metadata(), checkpoint_description());
+        r.add("", *this);
+        const nlohmann::json meta = r.load();
+        resync();
+        return meta.contains("user") ? meta["user"] : nlohmann::json::object();
+    }
+
 private:
+    static constexpr std::uint64_t kActStream = 0x7472, kEpisodeStream = 0x6570;
+
+    /// constants_ <- (threshold, lo, hi) of every constraint in force.
+    void store_constants() {
+        for (Index k = 0; k < K_; ++k) {
+            const auto& c = constraints_.constraint(k);
+            constants_[3 * k] = c.threshold;
+            constants_[3 * k + 1] = c.lo;
+            constants_[3 * k + 2] = c.hi;
+        }
+    }
+    static bool same_constants(const Set& set, const Vec<T>& c) {
+        for (Index k = 0; k < set.num_constraints(); ++k) {
+            const auto& lc = set.constraint(k);
+            if (!(lc.threshold == c[3 * k] && lc.lo == c[3 * k + 1] && lc.hi == c[3 * k + 2])) return false;
+        }
+        return true;
+    }
+
+    /// Rebuild what visit_state does not hold (a no-op right after a save): the RNG objects
+    /// from (seed, position), the constraint set from its constants, the environment's bounds.
+    void resync() {
+        resync_ = false;
+        rng_ = Rng(rng_seed_, kActStream);
+        rng_.set_position(rng_pos_);
+        episode_rng_ = Rng(rng_seed_, kEpisodeStream);
+        episode_rng_.set_position(episode_rng_pos_);
+        if (K_ > 0 && !same_constants(constraints_, constants_)) {
+            if (same_constants(base_constraints_, constants_)) {
+                constraints_ = base_constraints_;
+            } else {
+                // A curriculum's set: the base set's structure with the saved constants
+                // (canonical texts, as ConstraintSet::interpolate writes them).
+                std::vector<viability::LinearConstraint<T>> cons;
+                for (Index k = 0; k < K_; ++k) {
+                    auto c = base_constraints_.constraint(k);
+                    c.threshold = constants_[3 * k];
+                    c.lo = constants_[3 * k + 1];
+                    c.hi = constants_[3 * k + 2];
+                    c.text.clear();
+                    cons.push_back(std::move(c));
+                }
+                try {
+                    constraints_ = Set::from_parsed(base_constraints_.variable_names(), std::move(cons));
+                } catch (const ConfigError& e) {
+                    throw CheckpointError(std::string("PersistAgent: restored constraint constants are invalid: ") +
+                                          e.what());
+                }
+            }
+        }
+        sync_env_bounds();
+    }
+
     static Replay make_replay(std::optional<Replay>& given, const Env& env, const Set& c, const AgentOptions& opt) {
         if (given) return std::move(*given);
         if constexpr (std::constructible_from<Replay, Index, replay::ReplayDims>) {
@@ -319,7 +524,7 @@ private:
           intrinsic_(std::move(intrinsic)), homeo_(std::move(homeostat)), constraints_(std::move(constraints)),
           replay_(make_replay(replay, env_, constraints_, validated(opt))), opt_(validated(opt)),
           metrics_(constraints_, opt_.recovery_epsilon, opt_.recovery_horizon),
-          rng_(opt_.seed, /*stream=*/0x7472), episode_rng_(opt_.seed, /*stream=*/0x6570) {
+          rng_(opt_.seed, kActStream), episode_rng_(opt_.seed, kEpisodeStream), base_constraints_(constraints_) {
         O_ = static_cast<Index>(env_.observation_dim());
         X_ = static_cast<Index>(env_.internal_dim());
         A_ = static_cast<Index>(env_.action_dim());
@@ -363,6 +568,9 @@ private:
                                                          .seed = opt_.seed});
         lambda_h_ = static_cast<T>(opt_.lambda_homeo);
         lambda_i_ = static_cast<T>(opt_.lambda_intr);
+        constants_.setZero(3 * K_);
+        store_constants();
+        rng_seed_ = opt_.seed;
         sync_env_bounds();
     }
 
@@ -408,9 +616,11 @@ private:
     void begin_episode() {
         if (curriculum_) {
             curriculum_->apply(steps_, constraints_);
+            store_constants();
             sync_env_bounds();
         }
         const std::uint64_t seed = episode_rng_.next_u64();
+        episode_rng_pos_ = episode_rng_.position();
         env_.reset(seed, ts_);
         o_ = ts_.observation;
         x_ = ts_.internal;
@@ -436,13 +646,18 @@ private:
     std::optional<Curriculum<T>> curriculum_;
     std::optional<replay::NearBoundaryBuffer<T>> near_;
     Rng rng_, episode_rng_;
+    // Checkpointed stream state (seed, positions) and constraint constants; see visit_state.
+    std::uint64_t rng_seed_ = 0, rng_pos_ = 0, episode_rng_pos_ = 0;
+    Set base_constraints_;  ///< the constructor's set (restored when constants_ equal it)
+    Vec<T> constants_;      ///< (threshold, lo, hi) per constraint of constraints_
+    bool resync_ = false;   ///< visit_state ran: rebuild derived state before the next step
     Index O_ = 0, X_ = 0, A_ = 0, K_ = 0, policy_state_dim_ = 0, gradient_steps_ = 1;
     Vec<T> low_, high_, o_, x_, s_, a_, a_safe_, margins_, r_intr_buf_;
     TimeStep<T> ts_;
     TransitionBatch<T> batch_;
     T lambda_h_ = T(0), lambda_i_ = T(0);
     std::int64_t steps_ = 0, episodes_ = 0, updates_ = 0;
-    bool in_episode_ = false;
+    std::uint64_t in_episode_ = 0;  // u64: a checkpoint dtype
     EpisodeCallback on_episode_;
 };
 
