@@ -13,7 +13,7 @@
 // Usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]
 //                         [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]
 //                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
-//                         [--batch-size B] [--gradient-steps G]
+//                         [--eval-episodes N] [--batch-size B] [--gradient-steps G]
 //                         [--learning-starts N] [--hidden H] [--quiet]
 //
 // The shield (viability.shield.type "rollout", the seed's default) is a LearnedShield: the
@@ -71,6 +71,7 @@ struct Args {
     std::optional<std::string> shield;
     std::int64_t shield_warmup = 500;
     std::optional<std::string> save, resume;
+    std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
     bool quiet = false;
 };
@@ -103,6 +104,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--intrinsic") a.intrinsic = value();
         else if (f == "--shield") a.shield = value();
         else if (f == "--save") a.save = value();
+        else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
         else if (f == "--resume") a.resume = value();
         else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0);
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
@@ -114,7 +116,7 @@ Args parse(int argc, char** argv) {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]\n"
-                        "                        [--batch-size B] [--gradient-steps G]\n"
+                        "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
             std::exit(0);
         } else
@@ -277,7 +279,29 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
                     static_cast<unsigned long long>(rc.projections), static_cast<unsigned long long>(rc.infeasible),
                     double(agent.shield().last_model_stats().mse), double(agent.shield().last_viability_stats().accuracy));
     }
-    // Last 10 episodes: does the trained policy survive longer than the early ones?
+    // After training: N evaluation episodes (deterministic policy, shield on, no learning), on
+    // episode seeds no training episode used; written as one "evaluation" JSON line.
+    if (a.eval_episodes > 0) {
+        double len_sum = 0, ret_sum = 0;
+        std::int64_t violated = 0;
+        for (std::int64_t e = 0; e < a.eval_episodes; ++e) {
+            std::int64_t len = 0;
+            ret_sum += agent.evaluate_episode(0x45564131ull + seed * 100003ull + static_cast<std::uint64_t>(e), &len);
+            len_sum += double(len);
+            if (len < gcfg.horizon) ++violated;
+        }
+        const double mean_len = len_sum / double(a.eval_episodes);
+        std::printf("  evaluation               %lld episodes: mean survival %.1f (%.1f %% of the horizon), "
+                    "violations %lld, mean task return %.2f\n",
+                    static_cast<long long>(a.eval_episodes), mean_len, 100.0 * mean_len / gcfg.horizon,
+                    static_cast<long long>(violated), ret_sum / double(a.eval_episodes));
+        writer.write(nlohmann::json{{"type", "evaluation"},
+                                    {"episodes", a.eval_episodes},
+                                    {"mean_survival_steps", mean_len},
+                                    {"horizon", gcfg.horizon},
+                                    {"violations", violated},
+                                    {"mean_return_task", ret_sum / double(a.eval_episodes)}});
+    }
     std::printf("  metrics written to %s\n", metrics_path.c_str());
     return 0;
 }
