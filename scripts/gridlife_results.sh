@@ -53,14 +53,14 @@ run_one() {  # variant seed
     echo "{\"wall_s\": $(echo "$t1 - $t0" | bc)}" > "$out/${variant}_s${seed}.time.json"
     echo "  done: $variant seed $seed ($(echo "$t1 - $t0" | bc | cut -d. -f1) s)"
 }
-pids=()
+running=0
 for s in $seeds; do
     for v in rollout none; do
+        if (( running >= jobs )); then wait -n; running=$((running - 1)); fi
         run_one "$v" "$s" &
-        pids+=($!)
-        if (( ${#pids[@]} >= jobs )); then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+        running=$((running + 1))
     done
 done
-for p in "${pids[@]}"; do wait "$p"; done
+wait
 
 python3 "$root/scripts/gridlife_results_table.py" "$out" $seeds | tee "$out/table.md"
