@@ -15,10 +15,10 @@ PERSIST_MAIN_EXAMPLE="${PERSIST_MAIN_EXAMPLE:-gridlife_persist}"
 # (examples/configs/gridlife.yaml): SAC + LearnedShield (rollout shield, conf 0.97, horizon 8)
 # + empowerment, as the seed configures it. Budget overrides (printed by the example): the
 # seed's batch 1024 with one update per step and 1M steps do not fit the 5-minute budget on
-# 2 cores, so 30000 steps, batch 256, 8 gradient steps per 64 env steps; then 5 evaluation
+# 2 cores (build included), so 25000 steps, batch 256, 8 gradient steps per 64 env steps; then 5 evaluation
 # episodes. The full comparison over seeds is scripts/gridlife_results.sh (docs/results.md).
 if [[ $# -eq 0 && "$PERSIST_MAIN_EXAMPLE" == gridlife_persist ]]; then
-    set -- --steps 30000 --learning-starts 5000 --batch-size 256 --gradient-steps 8 \
+    set -- --steps 25000 --learning-starts 5000 --batch-size 256 --gradient-steps 8 \
            --eval-episodes 5 --metrics gridlife_metrics.jsonl
 fi
 
