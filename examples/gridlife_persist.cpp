@@ -125,8 +125,8 @@ Args parse(int argc, char** argv) {
     return a;
 }
 
-/// The intrinsic reward in force: --intrinsic wins over rewards.intrinsic; empowerment is an
-/// error (not implemented yet), never a silent substitution.
+/// The intrinsic reward in force: --intrinsic wins over rewards.intrinsic; an unknown name is
+/// an error, never a silent substitution.
 cfgns::IntrinsicKind resolve_intrinsic(const cfgns::PersistConfig& c, const Args& a) {
     if (a.intrinsic) {
         const std::string& s = *a.intrinsic;

@@ -6,4 +6,4 @@
 # from anywhere (tests/shield/tests.cmake).
 persist_add_test(test_shield_amortized ${CMAKE_CURRENT_LIST_DIR}/amortized/test_amortized.cpp)
 persist_add_test(test_shield_amortized_alloc ${CMAKE_CURRENT_LIST_DIR}/amortized/test_amortized_alloc.cpp
-                 ${CMAKE_CURRENT_LIST_DIR}/amortized/alloc_counter.cpp)
+                 ${CMAKE_CURRENT_LIST_DIR}/../env/alloc_counter.cpp)

@@ -4,7 +4,7 @@
 # executable).
 persist_add_test(test_shield_kernels shield/test_kernels.cpp)
 persist_add_test(test_shield shield/test_shield.cpp shield/test_property.cpp)
-persist_add_test(test_shield_alloc shield/test_alloc.cpp shield/alloc_counter.cpp)
+persist_add_test(test_shield_alloc shield/test_alloc.cpp env/alloc_counter.cpp)
 # LearnedShield: the shield with the models it trains, on GridLife random-play data.
 persist_add_test(test_shield_learned shield/test_learned_shield.cpp)
 # The amortized shield (safety network, seed Change 3).

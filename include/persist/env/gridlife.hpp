@@ -644,7 +644,7 @@ public:
     template <class V>
     void visit_state(V&& v) {
         // Fixed shapes: once a map exists the food lists hold exactly num_food items; before the
-        // first reset they are filled with placeholders (capacity reserved: no allocation).
+        // first reset they are filled with zeros (capacity reserved: no allocation).
         const auto nf = static_cast<std::size_t>(cfg_.num_food);
         if (food_tiles_.size() != nf) {
             food_tiles_.assign(nf, Index(0));

@@ -485,7 +485,7 @@ private:
                     w.xa.col(j).segment(u * Ad, Ad) = hist_a_.col(j * K + (first + u) % K);
                 w.ready(0, j) = T(1);
             } else {
-                w.xq.col(j).head(S) = s.col(j);  // placeholder: computed, not reported
+                w.xq.col(j).head(S) = s.col(j);  // window not full yet: scored like the rest, reward reported as 0
                 w.xa.col(j).setZero();
                 w.ready(0, j) = T(0);
             }

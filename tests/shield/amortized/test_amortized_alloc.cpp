@@ -2,7 +2,7 @@
 // (storing pairs and training), amortized decisions (precheck accept, network accept,
 // fallback with training) and explicit update() calls, in float and double, with the default
 // 256 x 256 network (whose GEMM packing buffers are the ones that would allocate).
-#include "alloc_counter.hpp"  // first: Eigen settings for the whole executable
+#include "env/alloc_counter.hpp"  // first: Eigen settings for the whole executable
 
 #include <catch2/catch.hpp>
 
@@ -17,9 +17,9 @@ using persist::shield::AmortizedShield;
 using persist::shield::AmortizedShieldOptions;
 
 TEST_CASE("amortized shield alloc: the counter sees operator new and Eigen heap use", "[shield][amortized][alloc]") {
-    CHECK(amortizedalloc::count_allocations([] { std::vector<int> v(10); }) > 0);
-    CHECK(amortizedalloc::count_allocations([] { persist::Vec<double> v(1000); v.setZero(); }) > 0);
-    CHECK(amortizedalloc::count_allocations([] {}) == 0);
+    CHECK(envtest::count_allocations([] { std::vector<int> v(10); }) > 0);
+    CHECK(envtest::count_allocations([] { persist::Vec<double> v(1000); v.setZero(); }) > 0);
+    CHECK(envtest::count_allocations([] {}) == 0);
 }
 
 TEMPLATE_TEST_CASE("amortized shield: no allocation per decision or update after construction",
@@ -37,7 +37,7 @@ TEMPLATE_TEST_CASE("amortized shield: no allocation per decision or update after
     persist::Vec<T> out(kAct);
 
     // Search mode, including the first training steps (min_samples reached on the way).
-    long n = amortizedalloc::count_allocations([&] {
+    long n = envtest::count_allocations([&] {
         for (int t = 0; t < 60; ++t) sh.project(samples[t].a, samples[t].o, samples[t].x, out);
     });
     CHECK(n == 0);
@@ -46,7 +46,7 @@ TEMPLATE_TEST_CASE("amortized shield: no allocation per decision or update after
 
     // Amortized mode: all three paths occur (an undertrained network falls back often).
     const auto st0 = sh.stats();
-    n = amortizedalloc::count_allocations([&] {
+    n = envtest::count_allocations([&] {
         for (int t = 60; t < 400; ++t) sh.project(samples[t].a, samples[t].o, samples[t].x, out);
     });
     CHECK(n == 0);
@@ -54,7 +54,7 @@ TEMPLATE_TEST_CASE("amortized shield: no allocation per decision or update after
     CHECK(st.precheck_accepts > st0.precheck_accepts);
     CHECK(st.fallbacks > st0.fallbacks);
 
-    n = amortizedalloc::count_allocations([&] {
+    n = envtest::count_allocations([&] {
         for (int k = 0; k < 5; ++k) sh.update();
     });
     CHECK(n == 0);
