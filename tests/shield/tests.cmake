@@ -2,7 +2,7 @@
 # shield (check, CEM and gradient projection, determinism, threads, errors) and the property
 # test with GridLife's known dynamics; allocation counting (replaces operator new, so its own
 # executable).
-persist_add_test(test_shield_kernels shield/test_kernels.cpp)
+persist_add_test(test_shield_kernels shield/test_kernels.cpp shield/test_lanes.cpp)
 persist_add_test(test_shield shield/test_shield.cpp shield/test_property.cpp)
 persist_add_test(test_shield_alloc shield/test_alloc.cpp env/alloc_counter.cpp)
 # LearnedShield: the shield with the models it trains, on GridLife random-play data.

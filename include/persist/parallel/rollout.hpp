@@ -27,6 +27,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <thrust/execution_policy.h>
@@ -38,6 +40,7 @@
 #include "persist/core/random.hpp"
 #include "persist/core/types.hpp"
 #include "persist/nn/linear.hpp"
+#include "persist/parallel/lanes.hpp"
 #include "persist/parallel/views.hpp"
 
 #if defined(_OPENMP)
@@ -620,9 +623,15 @@ void run_thrust(Backend b, const Kernel& kernel, std::int64_t n) {
 // ---------------------------------------------------------------------------------------------
 
 /// The same rollouts as RolloutKernel, grouped by ensemble member: each task takes up to
-/// `chunk` rollouts of one member and runs them for h steps, building the member's input
-/// column by column and pushing all columns through the MLP as GEMMs (nn::detail::gemm_acc,
-/// single-threaded, packing buffers kept per task). Tasks are a fixed partition of the
+/// `chunk` rollouts of one member and runs them for h steps. For a float ensemble model
+/// (EnsembleRolloutModel<float>) on GCC/Clang, the task runs as lane groups (parallel/lanes.hpp):
+/// 16 rollouts (8 for a remainder of <= 8) side by side in SIMD lanes, the member's MLP as
+/// broadcast-weight FMAs on lane vectors with bias and activation applied in registers, and the
+/// noise (Philox on lane vectors, Box-Muller in float from the same counter words' top 24 bits),
+/// log-std squashing, linear-constraint margins and outcome bookkeeping vectorised over the
+/// lanes; other kinematics and viability models are evaluated lane by lane. Otherwise the task
+/// builds the member's input column by column and pushes all columns through the MLP as GEMMs
+/// (nn::detail::gemm_acc, single-threaded, packing buffers kept per task). Tasks are a fixed partition of the
 /// rollouts (independent of the thread count) and run under `omp parallel for`, so results do
 /// not depend on the number of threads. Models without a network (known dynamics) run column
 /// by column. Buffers are sized by `reserve` (call once; `run` never allocates).
@@ -630,6 +639,12 @@ template <class T, class Model, class Viab, class Kin>
 class EigenRolloutRunner {
 public:
     static constexpr std::int32_t chunk = 128;
+#if PERSIST_HAS_LANES
+    /// Whether run() takes the lane path (see the class comment).
+    static constexpr bool lane_path = std::is_same_v<T, float> && std::is_same_v<Model, EnsembleRolloutModel<float>>;
+#else
+    static constexpr bool lane_path = false;
+#endif
 
     /// Size every buffer for batches of up to `max_rollouts` rollouts.
     void reserve(const Model& model, const Viab& viab, std::int64_t max_rollouts) {
@@ -647,9 +662,17 @@ public:
             b.eps.setZero(X, cols);
             b.marg.setZero(std::max<std::int32_t>(viab.count(), 1), cols);
             b.vsc.setZero(std::max<std::int32_t>(viab.scratch_size(), 1));
-            b.msc.setZero(std::max<std::int32_t>(model.scratch_size(), 1));
+            b.msc.setZero(std::max<std::int32_t>({model.scratch_size(), X + viab.count(), 1}));  // lane path: x + margins of one lane
             b.kin.assign(static_cast<std::size_t>(cols), typename Kin::State{});
             b.out.assign(static_cast<std::size_t>(cols), RolloutOutcome<T>{});
+#if PERSIST_HAS_LANES
+            if constexpr (lane_path) {
+                const std::size_t need = static_cast<std::size_t>(lane_buffer_size(model, viab));
+                b.lane16.assign(need, lanes::vf<16>{});
+                b.lane8.assign(need, lanes::vf<8>{});
+                continue;
+            }
+#endif
             if constexpr (Model::has_network) {
                 b.z.setZero(model.input_dim(), cols);
                 const MLPView<T>& net = model.network(0);
@@ -714,7 +737,205 @@ private:
         std::vector<Mat<T>> layers;
         std::vector<typename Kin::State> kin;
         std::vector<RolloutOutcome<T>> out;
+#if PERSIST_HAS_LANES
+        std::vector<lanes::vf<16>> lane16;  ///< lane-group buffers (lane_buffer_size vectors)
+        std::vector<lanes::vf<8>> lane8;
+#endif
     };
+
+#if PERSIST_HAS_LANES
+    /// Lane vectors one group needs: z (D), two layer buffers (widest layer), x (X), noise
+    /// (X rounded up to pairs), margins.
+    static std::int64_t lane_buffer_size(const Model& model, const Viab& viab) {
+        const std::int32_t X = model.internal_dim();
+        return model.input_dim() + 2 * model.max_width() + X + (X + 1) / 2 * 2 + std::max<std::int32_t>(viab.count(), 1);
+    }
+
+    /// y = act(W x + b) on lane vectors for rows [i0, i0 + R): R accumulators kept in registers.
+    template <int L, int R>
+    static void dense_rows(const float* W, std::int32_t no, std::int32_t ni, const float* bias, std::int32_t i0,
+                           const lanes::vf<L>* in, lanes::vf<L>* out, bool relu) {
+        lanes::vf<L> acc[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) acc[r] = lanes::splat<L>(bias[i0 + r]);
+        for (std::int32_t k = 0; k < ni; ++k) {
+            const lanes::vf<L> xk = in[k];
+            const float* w = W + static_cast<std::int64_t>(k) * no + i0;
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) acc[r] = lanes::fmadd<L>(lanes::splat<L>(w[r]), xk, acc[r]);
+        }
+        const lanes::vf<L> zero = lanes::splat<L>(0.0f);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) out[i0 + r] = relu ? lanes::vmax<L>(acc[r], zero) : acc[r];
+    }
+
+    /// One Linear layer (+ ReLU) on lane vectors: blocks of 16 rows, then the remainder.
+    template <int L>
+    static void dense(const float* W, std::int32_t no, std::int32_t ni, const float* bias, const lanes::vf<L>* in,
+                      lanes::vf<L>* out, bool relu) {
+        std::int32_t i0 = 0;
+        for (; i0 + 16 <= no; i0 += 16) dense_rows<L, 16>(W, no, ni, bias, i0, in, out, relu);
+        const std::int32_t rem = no - i0;
+        [&]<int... Rs>(std::integer_sequence<int, Rs...>) {
+            (void)((rem == Rs + 1 ? (dense_rows<L, Rs + 1>(W, no, ni, bias, i0, in, out, relu), true) : false) || ...);
+        }(std::make_integer_sequence<int, 15>{});
+    }
+
+    /// Rollouts rid[0..nv) (nv <= L, all of member `member`) as one lane group; lanes past nv
+    /// repeat rollout rid[0] and are not recorded. `ks`: their kinematics states.
+    template <int L>
+    void run_lanes(const Model& model, const Viab& viab, const Kin& kin, const RolloutBatch<T>& batch,
+                   std::int32_t member, const std::int64_t* rid, std::int32_t nv, typename Kin::State* ks,
+                   lanes::vf<L>* buf, float* tmp, float* vsc) const {
+        using V = lanes::vf<L>;
+        using VI = lanes::vi<L>;
+        using VU = lanes::vu<L>;
+        const GaussianEnsembleView<float>& view = model.view;
+        const MLPView<float>& net = view.member[member];
+        const std::int32_t K = batch.rollouts, h = batch.horizon;
+        const std::int32_t X = view.internal_dim, A = view.action_dim, F = view.num_obs_features;
+        const std::int32_t D = X + A + F, C = viab.count(), P = (X + 1) / 2;
+        V* z = buf;
+        V* hb[2] = {z + D, z + D + model.max_width()};
+        V* x = hb[1] + model.max_width();
+        V* eps = x + X;
+        V* marg = eps + 2 * P;
+
+        VU cand, kidx;
+        for (int j = 0; j < L; ++j) {
+            const std::int64_t r = rid[j < nv ? j : 0];
+            cand[j] = static_cast<std::uint32_t>(r / K);
+            kidx[j] = static_cast<std::uint32_t>(r % K);
+        }
+        const VU cand_key = cand + batch.candidate_base;
+        for (std::int32_t i = 0; i < X; ++i) x[i] = lanes::splat<L>(batch.x0[i]);
+        for (std::int32_t i = 0; i < A; ++i) {  // the scaled action: constant over the rollout
+            V av;
+            for (int j = 0; j < L; ++j) av[j] = batch.actions[static_cast<std::int64_t>(cand[j]) * A + i];
+            z[X + i] = (av - view.in_mean[X + i]) / view.in_std[X + i];
+        }
+        for (std::int32_t j = 0; j < nv; ++j) kin.init(batch.o, ks[j]);
+        VI fv = lanes::splat_i<L>(h), vc = lanes::splat_i<L>(-1), mc = lanes::splat_i<L>(-1);
+        V mm = lanes::splat<L>(detail::infinity<float>());
+        const std::uint32_t k0 = static_cast<std::uint32_t>(batch.seed) ^ 0xA511E9B3u;
+        const std::uint32_t k1 = static_cast<std::uint32_t>(batch.seed >> 32) ^
+                                 static_cast<std::uint32_t>(batch.call >> 32) ^ 0x63D83595u;
+        const VU call_lo = lanes::splat_u<L>(static_cast<std::uint32_t>(batch.call));
+        auto lane_x = [&](std::int32_t j) {  // rollout j's x as a plain vector, in tmp
+            for (std::int32_t i = 0; i < X; ++i) tmp[i] = x[i][j];
+            return static_cast<const float*>(tmp);
+        };
+
+        for (std::int32_t s = 0; s < h; ++s) {
+            if (!batch.states) {  // every recorded lane decided: nothing left to learn
+                bool open = false;
+                for (std::int32_t j = 0; j < nv && !open; ++j) open = fv[j] >= h;
+                if (!open) break;
+            }
+            if (Model::stochastic) {
+                for (std::int32_t p = 0; p < P; ++p) {
+                    VU w0, w2;
+                    lanes::philox_w02<L>(lanes::splat_u<L>(static_cast<std::uint32_t>(p) | (static_cast<std::uint32_t>(s) << 16)),
+                                         kidx, cand_key, call_lo, k0, k1, w0, w2);
+                    const V u1 = 1.0f - __builtin_convertvector(reinterpret_cast<VI>(w0 >> 8), V) * 5.9604644775390625e-8f;
+                    const V u2 = __builtin_convertvector(reinterpret_cast<VI>(w2 >> 8), V) * 5.9604644775390625e-8f;
+                    const V r = lanes::vsqrt<L>(lanes::vlog<L>(u1) * -2.0f);
+                    V sn, cs;
+                    lanes::vsincos_2pi<L>(u2, sn, cs);
+                    eps[2 * p] = r * cs;
+                    eps[2 * p + 1] = r * sn;
+                }
+            }
+            for (std::int32_t i = 0; i < X; ++i) z[i] = (x[i] - view.in_mean[i]) / view.in_std[i];
+            for (std::int32_t f = 0; f < F; ++f) {
+                const std::int32_t fi = view.obs_features[f];
+                V fv_lane;
+                for (int j = 0; j < L; ++j) {
+                    const std::int32_t jj = j < nv ? j : 0;
+                    const ObsAccessor<T, Kin> obs{&kin, batch.o, &ks[jj], lane_x(jj)};
+                    fv_lane[j] = obs(fi);
+                }
+                z[X + A + f] = (fv_lane - view.in_mean[X + A + f]) / view.in_std[X + A + f];
+            }
+            const float* p = net.params;
+            const V* in = z;
+            for (std::int32_t l = 0; l < net.num_layers; ++l) {
+                const std::int32_t ni = net.widths[l], no = net.widths[l + 1];
+                const float* bias = p + static_cast<std::int64_t>(ni) * no;
+                V* out = hb[l & 1];
+                const bool hidden = l + 1 < net.num_layers;
+                dense<L>(p, no, ni, bias, in, out, hidden && net.act == Activation::relu);
+                if (hidden && net.act != Activation::relu)
+                    for (std::int32_t i = 0; i < no; ++i)
+                        for (int j = 0; j < L; ++j) out[i][j] = std::tanh(out[i][j]);
+                in = out;
+                p = bias + no;
+            }
+            for (std::int32_t i = 0; i < X; ++i) {
+                V u = in[i];
+                if (Model::stochastic) {
+                    V ls = view.max_logstd - lanes::vsoftplus<L>(view.max_logstd - in[X + i]);
+                    ls = view.min_logstd + lanes::vsoftplus<L>(ls - view.min_logstd);
+                    u = lanes::fmadd<L>(lanes::vexp<L>(ls), eps[i], u);
+                }
+                x[i] = x[i] + (view.delta_mean[i] + view.delta_std[i] * u);
+            }
+            if constexpr (!std::is_same_v<Kin, HoldObservation<T>>)
+                for (std::int32_t j = 0; j < nv; ++j)
+                    kin.advance(batch.o, ks[j], batch.actions + static_cast<std::int64_t>(cand[j]) * A);
+            if constexpr (std::is_same_v<Viab, LinearConstraintsView<float>>) {
+                for (std::int32_t k = 0; k < C; ++k) {
+                    V e = lanes::splat<L>(0.0f);
+                    const float* a = viab.coef + static_cast<std::int64_t>(k) * viab.dim;
+                    for (std::int32_t jd = 0; jd < viab.dim; ++jd)
+                        if (a[jd] != 0.0f) e = e + a[jd] * x[jd];
+                    switch (static_cast<ConstraintSense>(viab.sense[k])) {
+                        case ConstraintSense::ge:
+                        case ConstraintSense::gt: marg[k] = e - viab.lo[k]; break;
+                        case ConstraintSense::le:
+                        case ConstraintSense::lt: marg[k] = viab.lo[k] - e; break;
+                        default: marg[k] = lanes::vmin<L>(e - viab.lo[k], viab.hi[k] - e); break;
+                    }
+                }
+            } else {
+                for (int j = 0; j < L; ++j) {
+                    viab.margins(lane_x(j < nv ? j : 0), tmp + X, vsc);
+                    for (std::int32_t k = 0; k < C; ++k) marg[k][j] = tmp[X + k];
+                }
+            }
+            // record_step on all lanes at once (same rules, same order of constraints).
+            const VI open = fv >= h;
+            V worst = lanes::splat<L>(detail::infinity<float>());
+            VI wk = lanes::splat_i<L>(-1);
+            for (std::int32_t k = 0; k < C; ++k) {
+                const V m = marg[k];
+                const VI upd = open & ((m < mm) | (mc < 0));
+                mm = lanes::select<L>(upd, m, mm);
+                mc = lanes::select<L>(upd, lanes::splat_i<L>(k), mc);
+                const bool strict = !viab.satisfied(k, 0.0f);  // satisfied iff m > 0 (else m >= 0)
+                const VI bad = strict ? ~(m > 0.0f) : ~(m >= 0.0f);
+                const VI wupd = open & bad & ((wk < 0) | (m < worst));
+                worst = lanes::select<L>(wupd, m, worst);
+                wk = lanes::select<L>(wupd, lanes::splat_i<L>(k), wk);
+            }
+            const VI newly = open & (wk >= 0);
+            fv = lanes::select<L>(newly, lanes::splat_i<L>(s), fv);
+            vc = lanes::select<L>(newly, wk, vc);
+            if (batch.states)
+                for (std::int32_t j = 0; j < nv; ++j) {
+                    T* dst = batch.states + (rid[j] * h + s) * X;
+                    for (std::int32_t i = 0; i < X; ++i) dst[i] = x[i][j];
+                }
+        }
+        for (std::int32_t j = 0; j < nv; ++j) {
+            RolloutOutcome<T>& o = batch.outcomes[rid[j]];
+            o.first_violation = fv[j];
+            o.violated_constraint = vc[j];
+            o.min_constraint = mc[j];
+            o.min_margin = mm[j];
+        }
+    }
+#endif
 
     void run_task(const Model& model, const Viab& viab, const Kin& kin, const RolloutBatch<T>& batch,
                   const Task& task, Buffers& b) const {
@@ -722,6 +943,24 @@ private:
         const std::int32_t X = model.internal_dim(), A = model.action_dim();
         const auto n = static_cast<Index>(task.end - task.begin);
         const std::int64_t* rid = order_.data() + task.begin;
+#if PERSIST_HAS_LANES
+        if constexpr (lane_path) {
+            for (Index j = 0; j < n;) {
+                const Index rem = n - j;
+                if (rem > 8) {
+                    const auto nv = static_cast<std::int32_t>(std::min<Index>(rem, 16));
+                    run_lanes<16>(model, viab, kin, batch, task.member, rid + j, nv, &b.kin[static_cast<std::size_t>(j)],
+                                  b.lane16.data(), b.msc.data(), b.vsc.data());
+                    j += nv;
+                } else {
+                    run_lanes<8>(model, viab, kin, batch, task.member, rid + j, static_cast<std::int32_t>(rem),
+                                 &b.kin[static_cast<std::size_t>(j)], b.lane8.data(), b.msc.data(), b.vsc.data());
+                    j += rem;
+                }
+            }
+            return;
+        }
+#endif
         auto action = [&](Index j) {
             return batch.actions + (rid[j] / K) * A;
         };
