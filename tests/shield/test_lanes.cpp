@@ -73,22 +73,23 @@ TEMPLATE_TEST_CASE_SIG("lane math matches libm (double) to a few float ulp", "[s
 }
 
 TEMPLATE_TEST_CASE_SIG("lane Philox equals Philox4x32 lane by lane (and the Random123 answer)", "[shield][lanes]", ((int L), L), 8, 16) {
-    lanes::vu<L> z = lanes::splat_u<L>(0u), w0, w2;
-    lanes::philox_w02<L>(z, z, z, z, 0u, 0u, w0, w2);
+    lanes::vu<L> z = lanes::splat_u<L>(0u), w[4];
+    lanes::philox<L>(z, z, z, z, 0u, 0u, w);
     // Random123 known answer, philox4x32-10, counter 0, key 0: 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
-    CHECK(w0[0] == 0x6627e8d5u);
-    CHECK(w2[L - 1] == 0xbc57ac4cu);
+    CHECK(w[0][0] == 0x6627e8d5u);
+    CHECK(w[1][1] == 0xe169c58du);
+    CHECK(w[2][L - 1] == 0xbc57ac4cu);
+    CHECK(w[3][2] == 0x9b00dbd8u);
     Rng rng(11);
     for (int it = 0; it < 200; ++it) {
         lanes::vu<L> c[4];
         for (auto& v : c)
             for (int j = 0; j < L; ++j) v[j] = static_cast<std::uint32_t>(rng.next_u64());
         const auto k0 = static_cast<std::uint32_t>(rng.next_u64()), k1 = static_cast<std::uint32_t>(rng.next_u64());
-        lanes::philox_w02<L>(c[0], c[1], c[2], c[3], k0, k1, w0, w2);
+        lanes::philox<L>(c[0], c[1], c[2], c[3], k0, k1, w);
         for (int j = 0; j < L; ++j) {
             const Philox4x32::Block want = Philox4x32::apply({{c[0][j], c[1][j], c[2][j], c[3][j]}}, k0, k1);
-            REQUIRE(w0[j] == want.v[0]);
-            REQUIRE(w2[j] == want.v[2]);
+            for (int q = 0; q < 4; ++q) REQUIRE(w[q][j] == want.v[q]);
         }
     }
 }
@@ -170,7 +171,7 @@ TEST_CASE("Lane-path rollouts (margin network, tanh members, features) match the
 TEST_CASE("Lane-path noise: Box-Muller in float from the same counter words as rollout_normals", "[shield][lanes]") {
     // A one-member, zero-weight model whose state moves by exactly delta_std * exp(log_std) * eps:
     // the lane path's states reveal its eps, compared with rollout_normals<double>.
-    const std::int32_t X = 3, A = 1;
+    const std::int32_t X = 5, A = 1;  // 5 normals: blocks 0 and 1 of the stream
     nn::MLP<float> net({X + A, 4, 2 * X});
     net.params().setZero();
     GaussianEnsembleView<float> v;

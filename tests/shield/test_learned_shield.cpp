@@ -36,7 +36,7 @@ persist::viability::ConstraintSet<float> seed_set() {
     return {{"energy", "temp", "integrity"}, {"energy >= 0.2", "temp in [0.3, 0.7]", "integrity >= 0.6"}};
 }
 
-Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed) {
+Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed, std::uint64_t noise_seed = 0) {
     persist::shield::LearnedShieldOptions o;
     o.model.internal_dim = 3;
     o.model.action_dim = 2;
@@ -47,7 +47,7 @@ Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed) {
     o.rollout.cem_population = 32;
     o.rollout.cem_iterations = 3;
     o.rollout.cem_elites = 6;
-    o.rollout.seed = seed + 2;
+    o.rollout.seed = noise_seed ? noise_seed : seed + 2;  // the shield's noise key (an option, not state)
     o.warmup_updates = warmup;
     return Shield(seed_set(), Kin::from(env), env.action_low(), env.action_high(), o);
 }
@@ -207,7 +207,9 @@ TEST_CASE("LearnedShield copies and moves keep decisions identical; checkpoint r
     }
     const auto path = std::filesystem::temp_directory_path() / "persist_learned_shield.ckpt";
     persist::io::save_checkpoint(path.string(), a);
-    Shield e = make_shield(env, 0, 999);  // other initialisation
+    // Other initialisation of the models (restored from the checkpoint); the noise seed is an
+    // option, so the resumed shield is built with the same one as `a`.
+    Shield e = make_shield(env, 0, 999, 21 + 2);
     persist::io::load_checkpoint(path.string(), e);
     std::filesystem::remove(path);
     CHECK(e.model().view().member[0].params != a.model().view().member[0].params);

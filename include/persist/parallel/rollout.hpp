@@ -217,25 +217,29 @@ inline constexpr std::int32_t max_rollout_horizon = 65535;
 
 /// eps[0..n) ~ N(0, 1) for one (seed, call, candidate, rollout, step): counter
 /// {block | step << 16, rollout, candidate, call_lo}, key {seed_lo ^ c0, seed_hi ^ call_hi ^ c1}
-/// (c0, c1 domain-separation constants). Each Philox block gives two 53-bit uniforms and two
-/// normals by Box-Muller in double, as CounterRng::normal. A pure function of its arguments.
+/// (c0, c1 domain-separation constants). Philox block b gives normals 4b .. 4b + 3 by
+/// Box-Muller in double from its four 32-bit words: (w0, w1) -> u1 = 1 - w0 2^-32 in (0, 1],
+/// u2 = w1 2^-32 -> eps[4b] = r cos(2 pi u2), eps[4b + 1] = r sin(2 pi u2) with
+/// r = sqrt(-2 ln u1); (w2, w3) likewise for 4b + 2, 4b + 3. A pure function of its arguments.
+/// (|eps| <= sqrt(64 ln 2) = 6.66: the 32-bit uniforms cut the tails there.)
 template <class T>
 PERSIST_HD inline void rollout_normals(std::uint64_t seed, std::uint64_t call, std::uint32_t candidate,
                                        std::uint32_t rollout, std::uint32_t step, std::int32_t n, T* eps) {
     const std::uint32_t k0 = static_cast<std::uint32_t>(seed) ^ 0xA511E9B3u;
     const std::uint32_t k1 = static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(call >> 32) ^ 0x63D83595u;
-    for (std::int32_t b = 0; 2 * b < n; ++b) {
+    for (std::int32_t b = 0; 4 * b < n; ++b) {
         Philox4x32::Block c{{static_cast<std::uint32_t>(b) | (step << 16), rollout, candidate,
                              static_cast<std::uint32_t>(call)}};
         const Philox4x32::Block w = Philox4x32::apply(c, k0, k1);
-        const std::uint64_t b1 = (static_cast<std::uint64_t>(w.v[0]) << 32) | w.v[1];
-        const std::uint64_t b2 = (static_cast<std::uint64_t>(w.v[2]) << 32) | w.v[3];
-        const double u1 = 1.0 - static_cast<double>(b1 >> 11) * (1.0 / 9007199254740992.0);  // (0, 1]
-        const double u2 = static_cast<double>(b2 >> 11) * (1.0 / 9007199254740992.0);
-        const double r = std::sqrt(-2.0 * std::log(u1));
-        const double th = 6.283185307179586476925 * u2;
-        eps[2 * b] = static_cast<T>(r * std::cos(th));
-        if (2 * b + 1 < n) eps[2 * b + 1] = static_cast<T>(r * std::sin(th));
+        for (std::int32_t q = 0; q < 2 && 4 * b + 2 * q < n; ++q) {
+            const double u1 = 1.0 - static_cast<double>(w.v[2 * q]) * (1.0 / 4294967296.0);  // (0, 1]
+            const double u2 = static_cast<double>(w.v[2 * q + 1]) * (1.0 / 4294967296.0);
+            const double r = std::sqrt(-2.0 * std::log(u1));
+            const double th = 6.283185307179586476925 * u2;
+            const std::int32_t i = 4 * b + 2 * q;
+            eps[i] = static_cast<T>(r * std::cos(th));
+            if (i + 1 < n) eps[i + 1] = static_cast<T>(r * std::sin(th));
+        }
     }
 }
 
@@ -627,8 +631,9 @@ void run_thrust(Backend b, const Kernel& kernel, std::int64_t n) {
 /// (EnsembleRolloutModel<float>) on GCC/Clang, the task runs as lane groups (parallel/lanes.hpp):
 /// 16 rollouts (8 for a remainder of <= 8) side by side in SIMD lanes, the member's MLP as
 /// broadcast-weight FMAs on lane vectors with bias and activation applied in registers, and the
-/// noise (Philox on lane vectors, Box-Muller in float from the same counter words' top 24 bits),
-/// log-std squashing, linear-constraint margins and outcome bookkeeping vectorised over the
+/// noise (Philox on lane vectors, Box-Muller in float from the top 24 bits of the same counter
+/// words as rollout_normals), the log-std squashing (as sigma = e^min + e^max / (1 + e^(max - r)),
+/// the same function with one exp), linear-constraint margins and outcome bookkeeping vectorised over the
 /// lanes; other kinematics and viability models are evaluated lane by lane. Otherwise the task
 /// builds the member's input column by column and pushes all columns through the MLP as GEMMs
 /// (nn::detail::gemm_acc, single-threaded, packing buffers kept per task). Tasks are a fixed partition of the
@@ -714,8 +719,8 @@ public:
         std::int64_t pos = 0, ntask = 0;
         for (std::int32_t m = 0; m < M; ++m) {
             const std::int64_t begin = pos;
-            for (std::int64_t r = 0; r < n; ++r)
-                if (static_cast<std::int32_t>(r % K) % M == m) order_[static_cast<std::size_t>(pos++)] = r;
+            for (std::int64_t c = 0; c < batch.candidates; ++c)  // r = c K + k with k % M == m, ascending
+                for (std::int32_t k = m; k < K; k += M) order_[static_cast<std::size_t>(pos++)] = c * K + k;
             for (std::int64_t b = begin; b < pos; b += chunk)
                 tasks_[static_cast<std::size_t>(ntask++)] = Task{m, b, std::min<std::int64_t>(pos, b + chunk)};
         }
@@ -753,7 +758,7 @@ private:
 
     /// y = act(W x + b) on lane vectors for rows [i0, i0 + R): R accumulators kept in registers.
     template <int L, int R>
-    static void dense_rows(const float* W, std::int32_t no, std::int32_t ni, const float* bias, std::int32_t i0,
+    PERSIST_LANE_KERNEL static void dense_rows(const float* W, std::int32_t no, std::int32_t ni, const float* bias, std::int32_t i0,
                            const lanes::vf<L>* in, lanes::vf<L>* out, bool relu) {
         lanes::vf<L> acc[R];
 #pragma GCC unroll 16
@@ -821,6 +826,7 @@ private:
         const std::uint32_t k1 = static_cast<std::uint32_t>(batch.seed >> 32) ^
                                  static_cast<std::uint32_t>(batch.call >> 32) ^ 0x63D83595u;
         const VU call_lo = lanes::splat_u<L>(static_cast<std::uint32_t>(batch.call));
+        const V e_min = lanes::splat<L>(std::exp(view.min_logstd)), e_max = lanes::splat<L>(std::exp(view.max_logstd));
         auto lane_x = [&](std::int32_t j) {  // rollout j's x as a plain vector, in tmp
             for (std::int32_t i = 0; i < X; ++i) tmp[i] = x[i][j];
             return static_cast<const float*>(tmp);
@@ -833,12 +839,14 @@ private:
                 if (!open) break;
             }
             if (Model::stochastic) {
-                for (std::int32_t p = 0; p < P; ++p) {
-                    VU w0, w2;
-                    lanes::philox_w02<L>(lanes::splat_u<L>(static_cast<std::uint32_t>(p) | (static_cast<std::uint32_t>(s) << 16)),
-                                         kidx, cand_key, call_lo, k0, k1, w0, w2);
-                    const V u1 = 1.0f - __builtin_convertvector(reinterpret_cast<VI>(w0 >> 8), V) * 5.9604644775390625e-8f;
-                    const V u2 = __builtin_convertvector(reinterpret_cast<VI>(w2 >> 8), V) * 5.9604644775390625e-8f;
+                VU w[4];
+                for (std::int32_t p = 0; p < P; ++p) {  // pair p: words (2 (p % 2), 2 (p % 2) + 1) of block p / 2
+                    if (p % 2 == 0)
+                        lanes::philox<L>(lanes::splat_u<L>(static_cast<std::uint32_t>(p / 2) | (static_cast<std::uint32_t>(s) << 16)),
+                                         kidx, cand_key, call_lo, k0, k1, w);
+                    const VU wa = w[2 * (p % 2)], wb = w[2 * (p % 2) + 1];
+                    const V u1 = 1.0f - __builtin_convertvector(reinterpret_cast<VI>(wa >> 8), V) * 5.9604644775390625e-8f;
+                    const V u2 = __builtin_convertvector(reinterpret_cast<VI>(wb >> 8), V) * 5.9604644775390625e-8f;
                     const V r = lanes::vsqrt<L>(lanes::vlog<L>(u1) * -2.0f);
                     V sn, cs;
                     lanes::vsincos_2pi<L>(u2, sn, cs);
@@ -864,7 +872,9 @@ private:
                 const float* bias = p + static_cast<std::int64_t>(ni) * no;
                 V* out = hb[l & 1];
                 const bool hidden = l + 1 < net.num_layers;
+#ifndef PERSIST_PROF_SKIP_MLP
                 dense<L>(p, no, ni, bias, in, out, hidden && net.act == Activation::relu);
+#endif
                 if (hidden && net.act != Activation::relu)
                     for (std::int32_t i = 0; i < no; ++i)
                         for (int j = 0; j < L; ++j) out[i][j] = std::tanh(out[i][j]);
@@ -874,9 +884,10 @@ private:
             for (std::int32_t i = 0; i < X; ++i) {
                 V u = in[i];
                 if (Model::stochastic) {
-                    V ls = view.max_logstd - lanes::vsoftplus<L>(view.max_logstd - in[X + i]);
-                    ls = view.min_logstd + lanes::vsoftplus<L>(ls - view.min_logstd);
-                    u = lanes::fmadd<L>(lanes::vexp<L>(ls), eps[i], u);
+                    // sigma = exp(min + softplus(max - softplus(max - r) - min)) = e^min + e^max / (1 + e^(max - r)),
+                    // since exp(softplus(y)) = 1 + e^y: one exp instead of three exps and two logs.
+                    const V sigma = e_min + e_max / (lanes::vexp<L>(view.max_logstd - in[X + i]) + 1.0f);
+                    u = lanes::fmadd<L>(sigma, eps[i], u);
                 }
                 x[i] = x[i] + (view.delta_mean[i] + view.delta_std[i] * u);
             }
