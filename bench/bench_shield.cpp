@@ -8,6 +8,9 @@
 ///   BM_MemberGemm  the ideal: Eigen's GEMM kernel pushing the same number of columns through
 ///                  the member MLPs (5 members x 410 columns x 8 steps), no rollout logic
 ///   BM_EigenGemm   Eigen's plain `C = A B` at the hidden layer's shape 64 x 64 x 410
+///   BM_SearchScenes / BM_AmortizedScenes  the amortized shield (shield/amortized_shield.hpp)
+///                  over this RolloutShield against the search alone, on the same unsafe
+///                  scenes (target: amortized >= 20x faster)
 /// FLOPs count the model GEMMs only (2 per multiply-add; 9600 per model step), so every rate
 /// is comparable with the GEMM rows. Backends: eigen, thrust_device (OpenMP), thrust_cpp.
 /// Threads: --threads=N (or PERSIST_BENCH_THREADS), default 1, via omp_set_num_threads.
@@ -23,6 +26,7 @@
 
 #include "persist/nn/mlp.hpp"
 #include "persist/parallel/rollout.hpp"
+#include "persist/shield/amortized_shield.hpp"
 #include "persist/shield/rollout_shield.hpp"
 
 #if defined(_OPENMP)
@@ -185,6 +189,77 @@ void BM_EigenGemm(benchmark::State& state) {
     set_rate(state, 2.0 * kHidden * kHidden * double(n));
 }
 
+/// Unsafe scenes near the boundary of the workload's constraints: x around (0.03, 0.06, 0.06),
+/// a proposed action in [0.5, 1]^2 (the projection's scene, perturbed). Fixed seed; kept: the
+/// ones whose action fails its check and for which the search finds a feasible projection
+/// (where it finds none, there is nothing for the network to learn or to be checked against).
+struct Scene {
+    Vec<T> x, a;
+};
+std::vector<Scene> unsafe_scenes(Shield& sh, int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
+    persist::Rng rng(seed);
+    const Vec<T> o = Vec<T>::Zero(1);
+    std::vector<Scene> out;
+    while (static_cast<int>(out.size()) < n) {
+        Scene s{Vec<T>(kX), Vec<T>(kA)};
+        s.x << T(0.03) + T(0.01) * rng.uniform<T>(T(-1), T(1)), T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1)),
+            T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1));
+        s.a << rng.uniform<T>(T(0.5), T(1)), rng.uniform<T>(T(0.5), T(1));
+        if (sh.probability(s.a, o, s.x) >= sh.alpha()) continue;
+        if (unsafe_seen) ++*unsafe_seen;
+        Vec<T> tmp(kA);
+        if (sh.project(s.a, o, s.x, tmp).feasible) out.push_back(s);
+    }
+    return out;
+}
+
+/// The search (CEM 64 x 4, eigen backend) deciding the unsafe scenes.
+void BM_SearchScenes(benchmark::State& state) {
+    const auto& w = workload();
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
+    const auto scenes = unsafe_scenes(sh, 128, 99);
+    const Vec<T> o = Vec<T>::Zero(1);
+    Vec<T> out(kA);
+    std::size_t k = 0;
+    for (auto _ : state) {
+        const auto& s = scenes[k++ % scenes.size()];
+        benchmark::DoNotOptimize(sh.project(s.a, o, s.x, out));
+    }
+}
+
+/// AmortizedShield over the same search: 512 search-mode decisions on unsafe scenes of the same
+/// distribution (seed 7) train g_phi (plus 5000 Adam steps), then amortized-mode decisions on
+/// the benchmark's scenes (seed 99, not trained on) are timed, fallbacks to the search included
+/// (counter fallback_rate; no training during the timing).
+void BM_AmortizedScenes(benchmark::State& state) {
+    const auto& w = workload();
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
+    persist::shield::AmortizedShieldOptions opt;
+    opt.switch_after_steps = 512;
+    opt.min_samples = 256;
+    opt.capacity = 4096;
+    opt.identity_fraction = 0.0;
+    opt.train_steps_per_fallback = 0;
+    persist::shield::AmortizedShield<Shield&> am(sh, 1, kX, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
+    const Vec<T> o = Vec<T>::Zero(1);
+    Vec<T> out(kA);
+    for (const auto& s : unsafe_scenes(sh, 512, 7)) am.project(s.a, o, s.x, out);
+    for (int i = 0; i < 5000; ++i) am.update();
+    int tried = 0;
+    const auto scenes = unsafe_scenes(sh, 128, 99, &tried);
+    const auto st0 = am.stats();
+    std::size_t k = 0;
+    for (auto _ : state) {
+        const auto& s = scenes[k++ % scenes.size()];
+        benchmark::DoNotOptimize(am.project(s.a, o, s.x, out));
+    }
+    const auto& st = am.stats();
+    const double n = static_cast<double>(st.decisions - st0.decisions);
+    state.counters["fallback_rate"] = static_cast<double>(st.fallbacks - st0.fallbacks) / n;
+    state.counters["scenes_feasible_share"] = static_cast<double>(scenes.size()) / tried;
+    state.counters["checks_per_decision"] = static_cast<double>(st.probability_calls - st0.probability_calls) / n;
+}
+
 int take_threads(int& argc, char** argv) {
     int threads = 1;
     if (const char* env = std::getenv("PERSIST_BENCH_THREADS")) threads = std::atoi(env);
@@ -220,6 +295,8 @@ int main(int argc, char** argv) {
             ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("BM_MemberGemm", BM_MemberGemm)->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("BM_EigenGemm", BM_EigenGemm)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("BM_SearchScenes", BM_SearchScenes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("BM_AmortizedScenes", BM_AmortizedScenes)->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("persist_threads", std::to_string(threads));

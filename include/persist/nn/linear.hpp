@@ -3,6 +3,7 @@
 /// Fully connected layer Y = W X + b (layer contract: nn/layer.hpp).
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "persist/core/error.hpp"
 #include "persist/nn/layer.hpp"
@@ -21,8 +22,94 @@
 #define PERSIST_NN_KERNEL_GEMM 0
 #endif
 
+// Float products C += A op(B) with A not transposed (forward W X and dW = G X^T) use a
+// register-blocked AVX-512 kernel without packing (below) when the target has AVX-512: at the
+// widths of RL networks (tens to a few hundred) Eigen's packing costs as much as the product.
+// Define PERSIST_NN_PLAIN_EIGEN_GEMM to use Eigen everywhere.
+#if defined(__AVX512F__) && !defined(PERSIST_NN_PLAIN_EIGEN_GEMM) && !defined(__CUDACC__)
+#define PERSIST_NN_AVX512_GEMM 1
+#include <immintrin.h>
+#else
+#define PERSIST_NN_AVX512_GEMM 0
+#endif
+
 namespace persist::nn {
 namespace detail {
+
+#if PERSIST_NN_AVX512_GEMM
+namespace avx512 {
+
+/// One tile: C[0:16 MV (last vector masked), 0:NR] += sum_p A[:, p] B(p, j), with A's column p
+/// at A + p lda and B(p, j) at B + p rsb + j csb. MV x NR accumulators stay in registers; each
+/// step loads MV vectors of A and broadcasts NR elements of B.
+template <int MV, int NR>
+inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C, Index ldc,
+                 __mmask16 last) {
+    __m512 acc[MV][NR];
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_setzero_ps();
+    for (Index p = 0; p < k; ++p) {
+        __m512 a[MV];
+        const float* ap = A + p * lda;
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v)
+            a[v] = v == MV - 1 ? _mm512_maskz_loadu_ps(last, ap + 16 * v) : _mm512_loadu_ps(ap + 16 * v);
+        const float* bp = B + p * rsb;
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) {
+            const __m512 bj = _mm512_set1_ps(bp[j * csb]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(a[v], bj, acc[v][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) {
+            float* c = C + j * ldc + 16 * v;
+            if (v == MV - 1) _mm512_mask_storeu_ps(c, last, _mm512_add_ps(_mm512_maskz_loadu_ps(last, c), acc[v][j]));
+            else _mm512_storeu_ps(c, _mm512_add_ps(_mm512_loadu_ps(c), acc[v][j]));
+        }
+}
+
+/// All columns of one block of up to 16 MV rows: tiles of 6 columns, then the remainder.
+template <int MV>
+inline void column_tiles(Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
+                         Index ldc, __mmask16 last) {
+    Index j = 0;
+    for (; j + 6 <= n; j += 6) tile<MV, 6>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last);
+    const float* b = B + j * csb;
+    float* c = C + j * ldc;
+    switch (n - j) {
+        case 1: tile<MV, 1>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        case 2: tile<MV, 2>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        case 3: tile<MV, 3>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        case 4: tile<MV, 4>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        case 5: tile<MV, 5>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        default: break;
+    }
+}
+
+/// C (m x n, ldc) += A (m x k, lda, column-major) B, B(p, j) at B + p rsb + j csb; blocks of 64 rows.
+inline void gemm(Index m, Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
+                 Index ldc) {
+    for (Index i = 0; i < m; i += 64) {
+        const Index rows = std::min<Index>(64, m - i);
+        const auto tail = static_cast<unsigned>(rows % 16);
+        const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
+        switch ((rows + 15) / 16) {
+            case 4: column_tiles<4>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
+            case 3: column_tiles<3>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
+            case 2: column_tiles<2>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
+            default: column_tiles<1>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
+        }
+    }
+}
+
+}  // namespace avx512
+#endif
 
 /// C (m x n, leading dimension ldc) += op(A) op(B), column-major storage; op(A) = A^T when
 /// TransA (A stored k x m), likewise for B (stored n x k). Single-threaded; Eigen's packing
@@ -31,6 +118,15 @@ template <bool TransA, bool TransB, class T>
 void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C,
               Index ldc, [[maybe_unused]] Vec<T>& scratch) {
     if (m == 0 || n == 0 || k == 0) return;
+#if PERSIST_NN_AVX512_GEMM
+    // Matrix-vector products (n <= 2, m == 1) stay with Eigen's GEMV.
+    if constexpr (std::is_same_v<T, float> && !TransA) {
+        if (n > 2 && m > 1) {
+            avx512::gemm(m, n, k, A, lda, B, TransB ? ldb : 1, TransB ? 1 : ldb, C, ldc);
+            return;
+        }
+    }
+#endif
 #if PERSIST_NN_KERNEL_GEMM
     // Vectors go to GEMV and tiny products to the coefficient loop, as Eigen itself does.
     if (m > 1 && n > 1 && m + n + k >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {

@@ -1,0 +1,64 @@
+// nn::detail::gemm_acc, the product behind Linear and the rollout runner's fallback: all four
+// transpose combinations, float and double, against a double-precision triple loop, over shapes
+// that hit every tile remainder of the AVX-512 kernel (rows % 16, rows % 64, columns % 6, n <= 2
+// and m == 1 routed to GEMV) with leading dimensions larger than the matrices. C accumulates.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "persist/core/random.hpp"
+#include "persist/nn/linear.hpp"
+
+using persist::Index;
+using persist::Vec;
+
+namespace {
+
+template <bool TA, bool TB, class T>
+void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch) {
+    const Index pad = 3;
+    const Index lda = (TA ? k : m) + pad, ldb = (TB ? n : k) + pad, ldc = m + pad;
+    std::vector<T> A(static_cast<std::size_t>(lda * (TA ? m : k))), B(static_cast<std::size_t>(ldb * (TB ? k : n))),
+        C(static_cast<std::size_t>(ldc * n));
+    for (auto& v : A) v = rng.uniform<T>(T(-1), T(1));
+    for (auto& v : B) v = rng.uniform<T>(T(-1), T(1));
+    for (auto& v : C) v = rng.uniform<T>(T(-1), T(1));
+    const std::vector<T> C0 = C;
+    persist::nn::detail::gemm_acc<TA, TB, T>(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, scratch);
+    const double tol = std::is_same_v<T, float> ? 2e-6 * static_cast<double>(k + 1) : 1e-13 * static_cast<double>(k + 1);
+    for (Index j = 0; j < n; ++j)
+        for (Index i = 0; i < ldc; ++i) {
+            const std::size_t c = static_cast<std::size_t>(i + j * ldc);
+            if (i >= m) {  // padding rows untouched
+                REQUIRE(C[c] == C0[c]);
+                continue;
+            }
+            double want = static_cast<double>(C0[c]);
+            for (Index p = 0; p < k; ++p) {
+                const double a = TA ? A[static_cast<std::size_t>(p + i * lda)] : A[static_cast<std::size_t>(i + p * lda)];
+                const double b = TB ? B[static_cast<std::size_t>(j + p * ldb)] : B[static_cast<std::size_t>(p + j * ldb)];
+                want += a * b;
+            }
+            INFO("m " << m << " n " << n << " k " << k << " TA " << TA << " TB " << TB << " at (" << i << ", " << j << ")");
+            REQUIRE(std::abs(static_cast<double>(C[c]) - want) <= tol);
+        }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("gemm_acc: C += op(A) op(B) for every shape remainder and transpose", "[nn][gemm]", float, double) {
+    using T = TestType;
+    persist::Rng rng(3);
+    Vec<T> scratch;
+    for (Index m : {1, 2, 8, 15, 16, 17, 31, 34, 48, 63, 64, 65, 80, 129})
+        for (Index n : {1, 2, 3, 5, 6, 7, 12, 13, 32})
+            for (Index k : {1, 5, 64}) {
+                check_shape<false, false, T>(m, n, k, rng, scratch);
+                check_shape<false, true, T>(m, n, k, rng, scratch);
+                check_shape<true, false, T>(m, n, k, rng, scratch);
+                check_shape<true, true, T>(m, n, k, rng, scratch);
+            }
+    check_shape<false, false, T>(256, 256, 256, rng, scratch);
+    check_shape<false, true, T>(256, 70, 256, rng, scratch);
+}
