@@ -191,33 +191,38 @@ void BM_EigenGemm(benchmark::State& state) {
 
 /// Unsafe scenes near the boundary of the workload's constraints: x around (0.03, 0.06, 0.06),
 /// a proposed action in [0.5, 1]^2 (the projection's scene, perturbed). Fixed seed; kept: the
-/// ones whose action fails its check and for which the search finds a feasible projection
-/// (where it finds none, there is nothing for the network to learn or to be checked against).
+/// ones whose action fails its check at confidence 0.97 and for which a search at confidence 1
+/// (all K rollouts safe) finds a feasible projection. `unsafe_seen` counts the unsafe ones.
 struct Scene {
     Vec<T> x, a;
 };
-std::vector<Scene> unsafe_scenes(Shield& sh, int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
+std::vector<Scene> unsafe_scenes(int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
+    const auto& w = workload();
+    persist::shield::RolloutShieldOptions strict;
+    strict.conf = 1.0;
+    Shield check(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
+    Shield search(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
     persist::Rng rng(seed);
     const Vec<T> o = Vec<T>::Zero(1);
     std::vector<Scene> out;
+    Vec<T> tmp(kA);
     while (static_cast<int>(out.size()) < n) {
         Scene s{Vec<T>(kX), Vec<T>(kA)};
         s.x << T(0.03) + T(0.01) * rng.uniform<T>(T(-1), T(1)), T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1)),
             T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1));
         s.a << rng.uniform<T>(T(0.5), T(1)), rng.uniform<T>(T(0.5), T(1));
-        if (sh.probability(s.a, o, s.x) >= sh.alpha()) continue;
+        if (check.probability(s.a, o, s.x) >= check.alpha()) continue;
         if (unsafe_seen) ++*unsafe_seen;
-        Vec<T> tmp(kA);
-        if (sh.project(s.a, o, s.x, tmp).feasible) out.push_back(s);
+        if (search.project(s.a, o, s.x, tmp).feasible) out.push_back(s);
     }
     return out;
 }
 
-/// The search (CEM 64 x 4, eigen backend) deciding the unsafe scenes.
+/// The search (CEM 64 x 4 at the default confidence 0.97, eigen backend) deciding the scenes.
 void BM_SearchScenes(benchmark::State& state) {
     const auto& w = workload();
     Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
-    const auto scenes = unsafe_scenes(sh, 128, 99);
+    const auto scenes = unsafe_scenes(128, 99);
     const Vec<T> o = Vec<T>::Zero(1);
     Vec<T> out(kA);
     std::size_t k = 0;
@@ -227,14 +232,19 @@ void BM_SearchScenes(benchmark::State& state) {
     }
 }
 
-/// AmortizedShield over the same search: 512 search-mode decisions on unsafe scenes of the same
-/// distribution (seed 7) train g_phi (plus 5000 Adam steps), then amortized-mode decisions on
-/// the benchmark's scenes (seed 99, not trained on) are timed, fallbacks to the search included
-/// (counter fallback_rate; no training during the timing).
+/// AmortizedShield (g_phi 256-256, checks at alpha 0.97) over a search run at confidence 1, so
+/// that its projections, g_phi's targets, lie inside the 0.97 set with a margin
+/// (docs/amortized_shield.md, "Train on targets with a margin"): 512 search-mode decisions on
+/// scenes of the same distribution (seed 7) plus 5000 Adam steps, then amortized-mode decisions
+/// on the benchmark's scenes (seed 99, not trained on) are timed, fallbacks to the search
+/// included (counter fallback_rate; no training during the timing).
 void BM_AmortizedScenes(benchmark::State& state) {
     const auto& w = workload();
-    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
+    persist::shield::RolloutShieldOptions strict;
+    strict.conf = 1.0;
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
     persist::shield::AmortizedShieldOptions opt;
+    opt.alpha = 0.97;
     opt.switch_after_steps = 512;
     opt.min_samples = 256;
     opt.capacity = 4096;
@@ -243,10 +253,10 @@ void BM_AmortizedScenes(benchmark::State& state) {
     persist::shield::AmortizedShield<Shield&> am(sh, 1, kX, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
     const Vec<T> o = Vec<T>::Zero(1);
     Vec<T> out(kA);
-    for (const auto& s : unsafe_scenes(sh, 512, 7)) am.project(s.a, o, s.x, out);
+    for (const auto& s : unsafe_scenes(512, 7)) am.project(s.a, o, s.x, out);
     for (int i = 0; i < 5000; ++i) am.update();
     int tried = 0;
-    const auto scenes = unsafe_scenes(sh, 128, 99, &tried);
+    const auto scenes = unsafe_scenes(128, 99, &tried);
     const auto st0 = am.stats();
     std::size_t k = 0;
     for (auto _ : state) {

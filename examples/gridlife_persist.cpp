@@ -44,6 +44,7 @@
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
 #include <persist/parallel/gridlife_rollout.hpp>
+#include <persist/shield/amortized_shield.hpp>
 #include <persist/shield/learned_shield.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/curriculum.hpp>
@@ -70,6 +71,9 @@ struct Args {
     std::optional<std::string> intrinsic;
     std::optional<std::string> shield;
     std::int64_t shield_warmup = 500;
+    std::optional<std::string> safety_network;     ///< on | off: overrides safety_network.enabled
+    std::optional<std::int64_t> switch_after;      ///< overrides safety_network.switch_after_steps
+    std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -107,6 +111,9 @@ Args parse(int argc, char** argv) {
         else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
         else if (f == "--resume") a.resume = value();
         else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0);
+        else if (f == "--safety-network") a.safety_network = value();
+        else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
+        else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -115,7 +122,9 @@ Args parse(int argc, char** argv) {
         else if (f == "--help" || f == "-h") {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
-                        "                        [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]\n"
+                        "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
+                        "                        [--safety-min-samples N]\n"
+                        "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
             std::exit(0);
@@ -153,6 +162,7 @@ std::vector<Index> to_index(const std::vector<std::int64_t>& v) { return {v.begi
 
 using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
 using Learned = persist::shield::LearnedShield<T, Kinematics>;
+using Amortized = persist::shield::AmortizedShield<Learned>;
 
 /// Everything after the dispatch: one template instantiation per (intrinsic, shield) pair.
 template <class Intr, class Sh>
@@ -270,14 +280,25 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
                 s.mean_return_total, s.mean_r_intr);
     std::printf("  policy entropy           %.3f; shield trigger rate %.3f\n", s.mean_policy_entropy,
                 s.shield_trigger_rate);
-    if constexpr (std::is_same_v<Sh, Learned>) {
-        const auto& lc = agent.shield().counters();
-        const auto& rc = agent.shield().search().counters();
+    auto print_learned = [](const Learned& ls) {
+        const auto& lc = ls.counters();
+        const auto& rc = ls.search().counters();
         std::printf("  shield                   %llu decisions (%llu before the models were trained), %llu projected, "
                     "%llu with no action reaching conf; model mse %.2e, V_psi accuracy %.3f\n",
                     static_cast<unsigned long long>(lc.decisions), static_cast<unsigned long long>(lc.passthrough),
                     static_cast<unsigned long long>(rc.projections), static_cast<unsigned long long>(rc.infeasible),
-                    double(agent.shield().last_model_stats().mse), double(agent.shield().last_viability_stats().accuracy));
+                    double(ls.last_model_stats().mse), double(ls.last_viability_stats().accuracy));
+    };
+    if constexpr (std::is_same_v<Sh, Learned>) print_learned(agent.shield());
+    if constexpr (std::is_same_v<Sh, Amortized>) {
+        print_learned(agent.shield().search());
+        const auto& st = agent.shield().stats();
+        std::printf("  safety network           mode %s; %lld decisions in amortized mode: %lld accepted as proposed, "
+                    "%lld network outputs accepted, %lld fallbacks to the search; %lld training steps\n",
+                    agent.shield().mode() == Amortized::Mode::amortized ? "amortized" : "search",
+                    static_cast<long long>(st.decisions - st.search_mode_decisions),
+                    static_cast<long long>(st.precheck_accepts), static_cast<long long>(st.amortized_accepts),
+                    static_cast<long long>(st.fallbacks), static_cast<long long>(st.train_steps));
     }
     // After training: N evaluation episodes (deterministic policy, shield on, no learning), on
     // episode seeds no training episode used; written as one "evaluation" JSON line.
@@ -347,8 +368,31 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     so.warmup_updates = a.shield_warmup;
     so.seed = seed + 14;
     Learned shield(cfgns::make_constraint_set<T>(c), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
-    return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
-                    "LearnedShield<float, GridLifePatchKinematics>");
+    bool amortized = c.safety_network.enabled;
+    if (a.safety_network) {
+        if (*a.safety_network == "on") amortized = true;
+        else if (*a.safety_network == "off") amortized = false;
+        else throw persist::ConfigError("--safety-network " + *a.safety_network + ": expected on or off");
+    }
+    if (!amortized) {
+        if (a.switch_after || a.safety_min_samples)
+            throw persist::ConfigError(std::string(a.switch_after ? "--switch-after" : "--safety-min-samples") +
+                                       ": the safety network is off (safety_network.enabled in " + a.config +
+                                       ", or --safety-network on)");
+        return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
+                        "LearnedShield<float, GridLifePatchKinematics>");
+    }
+    // safety_network: (seed Change 3): g_phi learns the LearnedShield's projections and replaces
+    // its search after switch_after_steps decisions, checked by one predictive check each.
+    persist::shield::AmortizedShieldOptions ao;
+    ao.seed = seed + 15;
+    ao = persist::shield::amortized_options_from(c.safety_network, ao);
+    if (a.switch_after) ao.switch_after_steps = *a.switch_after;
+    if (a.safety_min_samples) ao.min_samples = *a.safety_min_samples;
+    Amortized am(std::move(shield), probe.observation_dim(), probe.internal_dim(), probe.action_low(),
+                 probe.action_high(), ao);
+    return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(am),
+                    "AmortizedShield<LearnedShield<float, GridLifePatchKinematics>>");
 }
 
 }  // namespace

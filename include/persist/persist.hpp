@@ -90,6 +90,7 @@
 #include "persist/agents/sac.hpp"
 
 // shield: action filters modelling persist::Shield
+#include "persist/parallel/lanes.hpp"
 #include "persist/parallel/views.hpp"
 #include "persist/parallel/rollout.hpp"
 #include "persist/parallel/gridlife_rollout.hpp"

@@ -16,7 +16,9 @@
 #include "persist/parallel/gridlife_rollout.hpp"
 #include "persist/replay/near_boundary.hpp"
 #include "persist/replay/ring_replay.hpp"
+#include "persist/shield/amortized_shield.hpp"
 #include "persist/shield/learned_shield.hpp"
+#include "persist/train/persist_agent.hpp"
 #include "persist/viability/constraints.hpp"
 
 namespace {
@@ -222,3 +224,34 @@ TEST_CASE("LearnedShield copies and moves keep decisions identical; checkpoint r
     }
 }
 
+
+TEST_CASE("AmortizedShield<LearnedShield> forwards PersistAgent's training hook to the learned models", "[shield][learned]") {
+    using Amortized = persist::shield::AmortizedShield<Shield>;
+    STATIC_REQUIRE(persist::train::detail::LearningShield<Amortized, float>);
+    Env env;
+    auto cs = seed_set();
+    Data d(env, cs, 2000, 4);
+    Shield direct = make_shield(env, 0, 31);
+    persist::shield::AmortizedShieldOptions ao;
+    ao.hidden = {32};
+    ao.capacity = 64;
+    ao.min_samples = 0;
+    Amortized wrapped(make_shield(env, 0, 31), env.observation_dim(), 3, env.action_low(), env.action_high(), ao);
+    // The same batches for both (no near-boundary buffer: its sampling stream would differ).
+    const persist::replay::NearBoundaryBuffer<float>* none = nullptr;
+    for (int which = 0; which < 2; ++which) {
+        Rng rng(3);
+        TransitionBatch<float> batch;
+        for (Index u = 0; u < 30; ++u) {
+            d.replay.sample(256, rng, batch);
+            if (which == 0) direct.update(batch, none);
+            else wrapped.update(batch, none);
+        }
+    }
+    REQUIRE(wrapped.search().counters().updates == 30);
+    // Same data, same seeds: the wrapped shield's models are the directly trained ones.
+    REQUIRE(wrapped.search().last_model_stats().mse == direct.last_model_stats().mse);
+    REQUIRE(wrapped.search().model().view().member[0].params[7] == direct.model().view().member[0].params[7]);
+    REQUIRE(wrapped.search().last_viability_stats().loss == direct.last_viability_stats().loss);
+    REQUIRE(wrapped.stats().train_steps == 0);  // g_phi trains on the search's pairs, not here
+}

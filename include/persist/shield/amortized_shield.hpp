@@ -255,6 +255,16 @@ public:
         last_loss_ = loss;
         return loss;
     }
+    /// The agent's training hook, forwarded to the search when it has one (LearnedShield trains
+    /// its internal model and V_psi there), so that PersistAgent keeps training the models
+    /// behind an AmortizedShield<LearnedShield> exactly as behind the LearnedShield alone.
+    /// g_phi itself trains on the search's pairs (project), not here.
+    template <class Batch, class Near>
+        requires requires(search_type& s, const Batch& b, const Near* n) { s.update(b, n); }
+    void update(const Batch& batch, const Near* near) {
+        search_.update(batch, near);
+    }
+
     /// update() with the shield's own stream (checkpointed).
     T update() {
         sync_rng();
