@@ -74,6 +74,7 @@ struct Args {
     std::optional<std::string> safety_network;     ///< on | off: overrides safety_network.enabled
     std::optional<std::int64_t> switch_after;      ///< overrides safety_network.switch_after_steps
     std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
+    std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -90,6 +91,19 @@ std::int64_t parse_int(const std::string& flag, const std::string& text, std::in
     }
     if (used == 0 || used != text.size() || v < min)
         throw persist::ConfigError(flag + ": expected an integer >= " + std::to_string(min) + ", got '" + text + "'");
+    return v;
+}
+
+double parse_fraction(const std::string& flag, const std::string& text) {
+    std::size_t used = 0;
+    double v = -1;
+    try {
+        v = std::stod(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size() || !(v >= 0.0 && v <= 1.0))
+        throw persist::ConfigError(flag + ": expected a number in [0, 1], got '" + text + "'");
     return v;
 }
 
@@ -114,6 +128,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-network") a.safety_network = value();
         else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
+        else if (f == "--safety-overshoot") a.safety_overshoot = parse_fraction(f, value());
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -123,7 +138,7 @@ Args parse(int argc, char** argv) {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
-                        "                        [--safety-min-samples N]\n"
+                        "                        [--safety-min-samples N] [--safety-overshoot F]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
@@ -375,8 +390,10 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         else throw persist::ConfigError("--safety-network " + *a.safety_network + ": expected on or off");
     }
     if (!amortized) {
-        if (a.switch_after || a.safety_min_samples)
-            throw persist::ConfigError(std::string(a.switch_after ? "--switch-after" : "--safety-min-samples") +
+        if (a.switch_after || a.safety_min_samples || a.safety_overshoot)
+            throw persist::ConfigError(std::string(a.switch_after ? "--switch-after"
+                                                   : a.safety_min_samples ? "--safety-min-samples"
+                                                                          : "--safety-overshoot") +
                                        ": the safety network is off (safety_network.enabled in " + a.config +
                                        ", or --safety-network on)");
         return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
@@ -389,6 +406,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     ao = persist::shield::amortized_options_from(c.safety_network, ao);
     if (a.switch_after) ao.switch_after_steps = *a.switch_after;
     if (a.safety_min_samples) ao.min_samples = *a.safety_min_samples;
+    if (a.safety_overshoot) ao.target_overshoot = *a.safety_overshoot;
     Amortized am(std::move(shield), probe.observation_dim(), probe.internal_dim(), probe.action_low(),
                  probe.action_high(), ao);
     return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(am),

@@ -70,6 +70,11 @@ struct AmortizedShieldOptions {
     std::vector<Index> observation_features{};  ///< indices into o; empty = all of o
     bool use_internal = true;            ///< feed x to g_phi
     double output_gain = 0.01;           ///< Xavier gain of the output layer (near-identity start), > 0
+    /// Train g_phi on a + (1 + target_overshoot) (a_safe - a), clipped to the box, instead of
+    /// a_safe: a search returns boundary points, a network regresses to their middle and half of
+    /// its outputs land just outside; overshooting along the projection puts the targets inside
+    /// with a margin. 0 = the search's answer itself. [0, 1]
+    double target_overshoot = 0.0;
     std::uint64_t seed = 0;              ///< network init, identity sampling, minibatches
 };
 
@@ -317,6 +322,10 @@ public:
     Optimizer& optimizer() { return adam_; }
     /// Pairs currently in the ring (<= capacity).
     Index size() const { return static_cast<Index>(size_); }
+    /// The ring's proposed actions and training targets (na x size(), ring order; a target is
+    /// the search's a_safe, or its overshoot with options().target_overshoot > 0).
+    auto stored_actions() const { return ring_a_.leftCols(size()); }
+    auto stored_targets() const { return ring_y_.leftCols(size()); }
     Index capacity() const { return opt_.capacity; }
     /// Rows of s fed to g_phi: selected observation features, then x.
     Index feature_dim() const { return ds_; }
@@ -399,6 +408,8 @@ private:
                 "projection_tolerance must be finite and >= 0", s(o.projection_tolerance));
         require(std::isfinite(o.output_gain) && o.output_gain > 0, "output_gain must be finite and > 0",
                 s(o.output_gain));
+        require(o.target_overshoot >= 0 && o.target_overshoot <= 1, "target_overshoot must be in [0, 1]",
+                s(o.target_overshoot));
         return o;
     }
 
@@ -541,7 +552,13 @@ private:
         const auto k = static_cast<Index>(head_);
         if (ds_ > 0) write_features(o, x, ring_s_.col(k).data());
         ring_a_.col(k) = a_in_;
-        ring_y_.col(k) = a_safe;
+        if (opt_.target_overshoot > 0) {
+            const T f = T(1) + static_cast<T>(opt_.target_overshoot);
+            for (Index i = 0; i < na_; ++i)
+                ring_y_(i, k) = std::clamp(a_in_[i] + f * (a_safe[i] - a_in_[i]), low_[i], high_[i]);
+        } else {
+            ring_y_.col(k) = a_safe;
+        }
         head_ = (head_ + 1) % static_cast<std::int64_t>(opt_.capacity);
         if (size_ < static_cast<std::int64_t>(opt_.capacity)) ++size_;
         ++stats_.pairs_stored;

@@ -147,6 +147,8 @@ TEST_CASE("amortized shield: bad options and inputs throw, naming what and where
     bad([](auto& o) { o.train_steps_per_fallback = -1; }, "train_steps_per_fallback");
     bad([](auto& o) { o.projection_tolerance = -1; }, "projection_tolerance");
     bad([](auto& o) { o.output_gain = 0; }, "output_gain");
+    bad([](auto& o) { o.target_overshoot = -0.1; }, "target_overshoot");
+    bad([](auto& o) { o.target_overshoot = 1.5; }, "target_overshoot");
     bad([](auto& o) { o.observation_features = {0, 3}; }, "observation_features[1]");
     bad([](auto& o) { o.observation_features = {1, 1}; }, "repeats");
     bad([](auto& o) {
@@ -243,6 +245,45 @@ TEMPLATE_TEST_CASE("amortized shield: search mode returns the search's decisions
     CHECK(projected > 50);
     // Exactly at decision switch_after_steps (min_samples reached long ago) the mode flips.
     CHECK(sh.mode() == AmortizedShield<HalfPlaneSearch<T>>::Mode::amortized);
+}
+
+TEST_CASE("amortized shield: target_overshoot stores a + (1 + o)(a_safe - a), clipped to the box", "[shield][amortized]") {
+    using T = double;
+    for (double over : {0.0, 0.25, 1.0}) {
+        AmortizedShieldOptions opt = small_options();
+        opt.identity_fraction = 0.0;
+        opt.switch_after_steps = 1000;
+        opt.capacity = 256;
+        opt.train_steps_per_decision = 0;
+        opt.target_overshoot = over;
+        auto sh = make_shield<T>(opt);
+        HalfPlaneSearch<T> ref;
+        Rng rng(8);
+        Sample<T> s;
+        persist::Vec<T> got(kAct), want(kAct);
+        std::vector<persist::Vec<T>> as, safes;
+        for (int t = 0; t < 200; ++t) {
+            s.draw(rng);
+            if (sh.project(s.a, s.o, s.x, got).projected) {
+                ref.project(s.a, s.o, s.x, want);
+                as.push_back(s.a);
+                safes.push_back(want);
+            }
+        }
+        REQUIRE(static_cast<persist::Index>(as.size()) == sh.size());
+        REQUIRE(as.size() > 20);
+        // (The half-plane projections here stay inside the box, so the clip is part of the
+        // expected formula but not exercised.)
+        for (std::size_t k = 0; k < as.size(); ++k) {
+            const auto idx = static_cast<persist::Index>(k);
+            REQUIRE(bitwise_equal(persist::Vec<T>(sh.stored_actions().col(idx)), as[k]));
+            for (persist::Index i = 0; i < kAct; ++i) {
+                const T raw = as[k][i] + (T(1) + T(over)) * (safes[k][i] - as[k][i]);
+                const T want_i = std::clamp(raw, box_low<T>()[i], box_high<T>()[i]);
+                REQUIRE(sh.stored_targets()(i, idx) == (over == 0.0 ? safes[k][i] : want_i));
+            }
+        }
+    }
 }
 
 TEST_CASE("amortized shield: identity pairs, training cadence and the switch condition", "[shield][amortized]") {
