@@ -94,7 +94,7 @@ TEMPLATE_TEST_CASE_SIG("lane Philox equals Philox4x32 lane by lane (and the Rand
     }
 }
 
-TEST_CASE("Lane-path rollouts (margin network, tanh members, features) match the scalar kernel", "[shield][lanes][backends]") {
+TEST_CASE("Lane-path rollouts (scaled margin network, tanh members, features) match the scalar kernel", "[shield][lanes][backends]") {
     using T = float;
     const std::int32_t X = 3, A = 2, F = 2;
     shieldtest::Ensemble<T> e(5, 32, X, A, F, 21);
@@ -105,7 +105,10 @@ TEST_CASE("Lane-path rollouts (margin network, tanh members, features) match the
     nn::MLP<T> mnet({X, 16, 1});
     Rng rng(3);
     mnet.init(rng);
-    const MarginNetworkView<T> viab{shieldtest::view_of(mnet), nullptr, nullptr};
+    Vec<T> mmean(X), msd(X);  // input scaling of the margin network
+    mmean << T(0.05), T(-0.1), T(0.02);
+    msd << T(0.5), T(1.5), T(0.8);
+    const MarginNetworkView<T> viab{shieldtest::view_of(mnet), mmean.data(), msd.data()};
     const HoldObservation<T> hold;
     // 37 candidates x 9 rollouts: members get 67 or 66 rollouts = 4 groups of 16 + one of 3 or 2
     // (8-lane group, padded), so both lane widths and padding are exercised.
@@ -118,7 +121,8 @@ TEST_CASE("Lane-path rollouts (margin network, tanh members, features) match the
     {  // output bias: margin 0.004 at x0, so that the rollouts end both ways
         mnet.params()[mnet.param_count() - 1] = T(0);
         auto ws = mnet.make_workspace();
-        const T m0 = mnet.forward(x0, ws)(0, 0);
+        const Vec<T> z0 = (x0 - mmean).cwiseQuotient(msd);
+        const T m0 = mnet.forward(z0, ws)(0, 0);
         mnet.params()[mnet.param_count() - 1] = T(0.004) - m0;
     }
     RolloutBatch<T> batch;

@@ -753,7 +753,10 @@ private:
     /// (X rounded up to pairs), margins.
     static std::int64_t lane_buffer_size(const Model& model, const Viab& viab) {
         const std::int32_t X = model.internal_dim();
-        return model.input_dim() + 2 * model.max_width() + X + (X + 1) / 2 * 2 + std::max<std::int32_t>(viab.count(), 1);
+        std::int64_t margin_net = 0;  // a learned margin's two layer buffers
+        if constexpr (std::is_same_v<Viab, MarginNetworkView<float>>) margin_net = 2 * viab.net.max_width();
+        return model.input_dim() + 2 * model.max_width() + X + (X + 1) / 2 * 2 + std::max<std::int32_t>(viab.count(), 1) +
+               margin_net;
     }
 
     /// y = act(W x + b) on lane vectors for rows [i0, i0 + R): R accumulators kept in registers.
@@ -907,6 +910,26 @@ private:
                         case ConstraintSense::lt: marg[k] = viab.lo[k] - e; break;
                         default: marg[k] = lanes::vmin<L>(e - viab.lo[k], viab.hi[k] - e); break;
                     }
+                }
+            } else if constexpr (std::is_same_v<Viab, MarginNetworkView<float>>) {
+                // The learned margin m(x) on whole lane vectors, with the model's layer kernel.
+                const MLPView<float>& mn = viab.net;
+                V* mb[2] = {marg + std::max<std::int32_t>(C, 1), marg + std::max<std::int32_t>(C, 1) + mn.max_width()};
+                for (std::int32_t j = 0; j < mn.widths[0]; ++j)
+                    mb[1][j] = viab.in_mean ? (x[j] - viab.in_mean[j]) / viab.in_std[j] : x[j];
+                const float* q = mn.params;
+                const V* min = mb[1];
+                for (std::int32_t l = 0; l < mn.num_layers; ++l) {
+                    const std::int32_t ni = mn.widths[l], no = mn.widths[l + 1];
+                    const float* bias = q + static_cast<std::int64_t>(ni) * no;
+                    const bool hidden = l + 1 < mn.num_layers;
+                    V* mout = hidden ? mb[l & 1] : marg;
+                    dense<L>(q, no, ni, bias, min, mout, hidden && mn.act == Activation::relu);
+                    if (hidden && mn.act != Activation::relu)
+                        for (std::int32_t i = 0; i < no; ++i)
+                            for (int j = 0; j < L; ++j) mout[i][j] = std::tanh(mout[i][j]);
+                    min = mout;
+                    q = bias + no;
                 }
             } else {
                 for (int j = 0; j < L; ++j) {
