@@ -125,16 +125,9 @@ TEST_CASE("Lane-path rollouts (scaled margin network, tanh members, features) ma
         const T m0 = mnet.forward(z0, ws)(0, 0);
         mnet.params()[mnet.param_count() - 1] = T(0.004) - m0;
     }
-    RolloutBatch<T> batch;
-    batch.x0 = x0.data();
-    batch.o = o.data();
-    batch.actions = act.data();
-    batch.candidates = C;
-    batch.rollouts = K;
-    batch.horizon = h;
-    batch.seed = 5;
-    batch.call = (std::uint64_t(3) << 32) + 9;
-    batch.candidate_base = 2;
+    const RolloutBatch<T> batch{.x0 = x0.data(), .o = o.data(), .actions = act.data(), .candidates = C,
+                                .rollouts = K, .horizon = h, .seed = 5, .call = (std::uint64_t(3) << 32) + 9,
+                                .candidate_base = 2};
     const std::int64_t n = batch.size();
     using Runner = EigenRolloutRunner<T, EnsembleRolloutModel<T>, MarginNetworkView<T>, HoldObservation<T>>;
     STATIC_REQUIRE(Runner::lane_path);
@@ -200,18 +193,9 @@ TEST_CASE("Lane-path noise: Box-Muller in float from the same counter words as r
     std::vector<float> actions(C, 0.0f), x0(X, 0.0f), o(1, 0.0f);
     std::vector<RolloutOutcome<float>> out(C * K);
     std::vector<float> states(static_cast<std::size_t>(C * K * h * X));
-    RolloutBatch<float> b;
-    b.x0 = x0.data();
-    b.o = o.data();
-    b.actions = actions.data();
-    b.candidates = C;
-    b.rollouts = K;
-    b.horizon = h;
-    b.seed = 0x1234567890ull;
-    b.call = 77;
-    b.candidate_base = 4;
-    b.outcomes = out.data();
-    b.states = states.data();
+    const RolloutBatch<float> b{.x0 = x0.data(), .o = o.data(), .actions = actions.data(), .candidates = C,
+                                .rollouts = K, .horizon = h, .seed = 0x1234567890ull, .call = 77,
+                                .candidate_base = 4, .outcomes = out.data(), .states = states.data()};
     EigenRolloutRunner<float, EnsembleRolloutModel<float>, LinearConstraintsView<float>, HoldObservation<float>> runner;
     runner.reserve(model, none, C * K);
     runner.run(model, none, hold, b);
