@@ -59,6 +59,44 @@ TEST_CASE("TanhGaussian gradients match finite differences (eps fixed)", "[nn][h
     }
 }
 
+TEST_CASE("TanhGaussian<float> (lane-vector math where available) agrees with TanhGaussian<double>",
+          "[nn][heads]") {
+    Rng rng(23);
+    for (Index B : {1, 15, 16, 17, 40}) {
+        const Index A = 3;
+        TanhGaussian<double> hd(A);
+        TanhGaussian<float> hf(A);
+        Mat<double> in = random_mat(2 * A, B, rng, 3.0);
+        in(0, 0) = 30.0;  // saturated tanh(u): the stable log(1 - tanh^2) form
+        in(1, B - 1) = -25.0;
+        in(A, 0) = 0.01;  // small log-std pre-activation: tanh's polynomial branch
+        const Mat<double> eps = normal_mat(A, B, rng);
+        TanhGaussian<double>::Workspace wd;
+        TanhGaussian<float>::Workspace wf;
+        hd.sample(in, eps, wd);
+        hf.sample(in.cast<float>(), eps.cast<float>(), wf);
+        const auto close = [](const Mat<float>& f, const Mat<double>& d, double tol) {
+            REQUIRE(f.rows() == d.rows());
+            REQUIRE(f.cols() == d.cols());
+            for (Index k = 0; k < d.size(); ++k) {
+                INFO("element " << k << ": float " << f.data()[k] << " double " << d.data()[k]);
+                CHECK(std::abs(static_cast<double>(f.data()[k]) - d.data()[k]) <= tol * (1.0 + std::abs(d.data()[k])));
+            }
+        };
+        close(wf.action, wd.action, 1e-6);
+        close(wf.log_std, wd.log_std, 1e-6);
+        close(wf.std, wd.std, 1e-6);
+        close(wf.u, wd.u, 1e-6);
+        close(wf.da_du, wd.da_du, 1e-5);
+        close(wf.dls_dr, wd.dls_dr, 1e-6);
+        close(wf.log_prob, wd.log_prob, 1e-5);
+        const Mat<double> ga = random_mat(A, B, rng), gl = random_mat(1, B, rng);
+        const Mat<double> gd = hd.backward(wd, ga, gl);
+        const Mat<float> gf = hf.backward(wf, ga.cast<float>(), gl.cast<float>());
+        close(gf, gd, 1e-5);
+    }
+}
+
 TEST_CASE("TanhGaussian log_prob equals log N(u) - sum log(1 - tanh(u)^2)", "[nn][heads]") {
     Rng rng(22);
     const Index A = 4, B = 6;

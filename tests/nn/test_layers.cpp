@@ -4,7 +4,9 @@
 
 #include <Eigen/QR>
 #include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gradcheck.hpp"
@@ -283,6 +285,69 @@ TEST_CASE("MLP and the equivalent Sequential compute the same function", "[nn][m
     auto wm = mlp.make_workspace();
     auto wsq = seq.make_workspace();
     CHECK(rel_err(mlp.forward(x, wm), seq.forward(x, wsq)) < 1e-14);
+}
+
+TEST_CASE("MLP<float, ReLU> with bias and ReLU fused into the GEMM equals the unfused Sequential bitwise",
+          "[nn][mlp][sequential][gemm]") {
+    Rng rng(8);
+    MLP<float, ReLU> mlp({20, 70, 33, 3});
+    mlp.init(rng);
+    Sequential seq(Linear<float>(20, 70), ReLU<float>{}, Linear<float>(70, 33), ReLU<float>{}, Linear<float>(33, 3));
+    seq.params() = mlp.params();
+    for (Index B : {1, 2, 13, 64}) {
+        Mat<float> x = random_mat(20, B, rng).cast<float>();
+        x(0, 0) = std::numeric_limits<float>::quiet_NaN();  // propagates through ReLU in both
+        const Mat<float> g = random_mat(3, B, rng).cast<float>();
+        auto wm = mlp.make_workspace();
+        auto wsq = seq.make_workspace();
+        const Mat<float> ym = mlp.forward(x, wm);
+        const Mat<float> ys = seq.forward(x, wsq);
+        REQUIRE(ym.rows() == ys.rows());
+        for (Index k = 0; k < ym.size(); ++k) {
+            INFO("B " << B << " output " << k);
+            if (std::isnan(ys.data()[k])) REQUIRE(std::isnan(ym.data()[k]));
+            else REQUIRE(ym.data()[k] == ys.data()[k]);
+        }
+        x(0, 0) = 0.5f;
+        mlp.forward(x, wm);
+        seq.forward(x, wsq);
+        Mat<float> gm, gs;
+        mlp.zero_grad();
+        seq.zero_grad();
+        mlp.backward(wm, g, &gm);
+        seq.backward(wsq, g, &gs);
+        REQUIRE((gm.array() == gs.array()).all());
+        REQUIRE((mlp.grads().array() == seq.grads().array()).all());
+    }
+}
+
+TEMPLATE_TEST_CASE("MLP::backward_input_rows equals those rows of the full input gradient", "[nn][mlp]", float,
+                   double) {
+    using T = TestType;
+    Rng rng(9);
+    for (bool ln : {false, true}) {
+        MLP<T, ReLU> mlp({34, 40, 24, 1}, {.layer_norm = ln});
+        mlp.init(rng);
+        const Index B = 19;
+        const Mat<T> x = random_mat(34, B, rng).template cast<T>();
+        const Mat<T> g = random_mat(1, B, rng).template cast<T>();
+        auto ws = mlp.make_workspace();
+        mlp.forward(x, ws);
+        const persist::Vec<T> grads_before = mlp.grads();
+        Mat<T> full, part;
+        mlp.backward(ws, g, &full, false);
+        for (auto [r0, rows] : {std::pair<Index, Index>{32, 2}, {0, 34}, {5, 17}, {33, 1}}) {
+            mlp.backward_input_rows(ws, g, r0, rows, part);
+            REQUIRE(part.rows() == rows);
+            REQUIRE(part.cols() == B);
+            const Mat<T> want = full.middleRows(r0, rows);
+            CHECK(rel_err(part.template cast<double>(), want.template cast<double>()) <
+                  (std::is_same_v<T, float> ? 1e-6 : 1e-14));
+        }
+        CHECK((mlp.grads().array() == grads_before.array()).all());  // no parameter gradients
+        CHECK_THROWS_AS(mlp.backward_input_rows(ws, g, 30, 5, part), persist::ShapeError);
+        CHECK_THROWS_AS(mlp.backward_input_rows(ws, g, -1, 2, part), persist::ShapeError);
+    }
 }
 
 namespace {

@@ -49,6 +49,13 @@ TEMPLATE_TEST_CASE_SIG("lane math matches libm (double) to a few float ulp", "[s
     CHECK(max_rel_error<L>([](auto x) { return lanes::vlog1p<L>(x); }, [](double x) { return std::log1p(x); }, 0.f, 1e-6f, n, 5) < 4 * ulp);
     CHECK(max_rel_error<L>([](auto x) { return lanes::vsoftplus<L>(x); },
                            [](double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))); }, -60.f, 60.f, n, 6) < 6 * ulp);
+    // tanh on both branches (|x| < 0.625 polynomial, else via exp), tiny arguments, saturation.
+    CHECK(max_rel_error<L>([](auto x) { return lanes::vtanh<L>(x); }, [](double x) { return std::tanh(x); }, -0.7f, 0.7f, n, 7) < 3 * ulp);
+    CHECK(max_rel_error<L>([](auto x) { return lanes::vtanh<L>(x); }, [](double x) { return std::tanh(x); }, -12.f, 12.f, n, 8) < 3 * ulp);
+    CHECK(max_rel_error<L>([](auto x) { return lanes::vtanh<L>(x); }, [](double x) { return std::tanh(x); }, -1e-5f, 1e-5f, n, 9) < 2 * ulp);
+    CHECK(lanes::vtanh<L>(lanes::splat<L>(60.0f))[0] == 1.0f);
+    CHECK(lanes::vtanh<L>(lanes::splat<L>(-60.0f))[L - 1] == -1.0f);
+    CHECK(lanes::vtanh<L>(lanes::splat<L>(0.0f))[0] == 0.0f);
     // sin / cos of 2 pi u: absolute error (the result passes through 0).
     Rng rng(7);
     double ws = 0, wc = 0;

@@ -171,7 +171,7 @@ public:
         typename Head::Workspace head;
         Mat<T> y;               // 1 x B: TD target
         Mat<T> g1, g2;          // 1 x B: dL/dQ_i
-        Mat<T> dsa1, dsa2;      // (S + A) x B: dL/d[s; a] through each critic
+        Mat<T> dsa1, dsa2;      // A x B: dL/da through each critic
         Mat<T> da;              // A x B: dL/da~
         Mat<T> dlogp;           // 1 x B: dL/dlog pi
         Mat<T> logp;            // 1 x B: log pi(a~|s) of the actor step (for alpha)
@@ -334,10 +334,8 @@ public:
             ws_.g2(0, j) = d2 * inv_b;
         }
         q_mean_ = qsum * inv_b;
-        q1_.zero_grad();
-        q2_.zero_grad();
-        q1_.backward(ws_.q1, ws_.g1);
-        q2_.backward(ws_.q2, ws_.g2);
+        q1_.backward(ws_.q1, ws_.g1, nullptr, true, nn::GradMode::overwrite);
+        q2_.backward(ws_.q2, ws_.g2, nullptr, true, nn::GradMode::overwrite);
         return T(0.5) * loss * inv_b;
     }
 
@@ -373,13 +371,13 @@ public:
             ws_.dlogp(0, j) = a * inv_b;
         }
         mean_logp_ = lp_sum * inv_b;
-        q1_.backward(ws_.q1, ws_.g1, &ws_.dsa1, /*param_grads=*/false);
-        q2_.backward(ws_.q2, ws_.g2, &ws_.dsa2, /*param_grads=*/false);
+        // dQ_i/da only: the action rows of each critic's input gradient.
+        q1_.backward_input_rows(ws_.q1, ws_.g1, S_, A_, ws_.dsa1);
+        q2_.backward_input_rows(ws_.q2, ws_.g2, S_, A_, ws_.dsa2);
         ensure_shape(ws_.da, A_, B);
-        ws_.da = ws_.dsa1.bottomRows(A_) + ws_.dsa2.bottomRows(A_);
+        ws_.da = ws_.dsa1 + ws_.dsa2;
         const Mat<T>& gin = head_.backward(ws_.head, ws_.da, ws_.dlogp);
-        actor_.zero_grad();
-        actor_.backward(ws_.actor, gin);
+        actor_.backward(ws_.actor, gin, nullptr, true, nn::GradMode::overwrite);
         return loss * inv_b;
     }
 

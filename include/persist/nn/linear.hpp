@@ -36,6 +36,19 @@
 namespace persist::nn {
 namespace detail {
 
+/// What gemm_acc does with the product R = op(A) op(B): C += R by default; C = R with
+/// `overwrite`; C = b 1^T + R with `bias` (a column of m, implies overwrite); with `relu` it
+/// also writes H = max(C, 0) (leading dimension `ldh`, NaN propagates as in Eigen's max).
+/// The AVX-512 kernel applies these in its register epilogue: no zeroing, bias or activation
+/// pass over memory.
+template <class T>
+struct GemmEpilogue {
+    bool overwrite = false;
+    const T* bias = nullptr;
+    T* relu = nullptr;
+    Index ldh = 0;
+};
+
 #if PERSIST_NN_AVX512_GEMM
 namespace avx512 {
 
@@ -44,7 +57,7 @@ namespace avx512 {
 /// step loads MV vectors of A and broadcasts NR elements of B.
 template <int MV, int NR>
 inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C, Index ldc,
-                 __mmask16 last) {
+                 __mmask16 last, const GemmEpilogue<float>& e) {
     __m512 acc[MV][NR];
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j)
@@ -64,46 +77,155 @@ inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, 
             for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(a[v], bj, acc[v][j]);
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j)
+    const auto store = [last](float* p, int v, __m512 x) {
+        if (v == MV - 1) _mm512_mask_storeu_ps(p, last, x);
+        else _mm512_storeu_ps(p, x);
+    };
+    if (e.bias) {
+        __m512 b[MV];
 #pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) {
-            float* c = C + j * ldc + 16 * v;
-            if (v == MV - 1) _mm512_mask_storeu_ps(c, last, _mm512_add_ps(_mm512_maskz_loadu_ps(last, c), acc[v][j]));
-            else _mm512_storeu_ps(c, _mm512_add_ps(_mm512_loadu_ps(c), acc[v][j]));
-        }
+        for (int v = 0; v < MV; ++v)
+            b[v] = v == MV - 1 ? _mm512_maskz_loadu_ps(last, e.bias + 16 * v) : _mm512_loadu_ps(e.bias + 16 * v);
+        const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; ++v) {
+                const __m512 r = _mm512_add_ps(b[v], acc[v][j]);
+                store(C + j * ldc + 16 * v, v, r);
+                // max(0, r) returns r when r is NaN, like Eigen's max(r, 0).
+                if (e.relu) store(e.relu + j * e.ldh + 16 * v, v, _mm512_max_ps(zero, r));
+            }
+    } else if (e.overwrite) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; ++v) store(C + j * ldc + 16 * v, v, acc[v][j]);
+    } else {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; ++v) {
+                float* c = C + j * ldc + 16 * v;
+                const __m512 old = v == MV - 1 ? _mm512_maskz_loadu_ps(last, c) : _mm512_loadu_ps(c);
+                store(c, v, _mm512_add_ps(old, acc[v][j]));
+            }
+    }
+    if (e.relu && !e.bias) {  // only reached through a caller's misuse; keep it correct anyway
+        const __m512 zero = _mm512_setzero_ps();
+        for (int j = 0; j < NR; ++j)
+            for (int v = 0; v < MV; ++v) {
+                const float* c = C + j * ldc + 16 * v;
+                const __m512 x = v == MV - 1 ? _mm512_maskz_loadu_ps(last, c) : _mm512_loadu_ps(c);
+                store(e.relu + j * e.ldh + 16 * v, v, _mm512_max_ps(zero, x));
+            }
+    }
 }
 
 /// All columns of one block of up to 16 MV rows: tiles of 6 columns, then the remainder.
+/// `e` points at this block's rows (bias) and at column 0 (relu).
 template <int MV>
 inline void column_tiles(Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
-                         Index ldc, __mmask16 last) {
+                         Index ldc, __mmask16 last, GemmEpilogue<float> e) {
     Index j = 0;
-    for (; j + 6 <= n; j += 6) tile<MV, 6>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last);
+    float* const h0 = e.relu;
+    const auto at = [&](Index col) {
+        if (h0) e.relu = h0 + col * e.ldh;
+        return e;
+    };
+    for (; j + 6 <= n; j += 6) tile<MV, 6>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last, at(j));
     const float* b = B + j * csb;
     float* c = C + j * ldc;
     switch (n - j) {
-        case 1: tile<MV, 1>(k, A, lda, b, rsb, csb, c, ldc, last); break;
-        case 2: tile<MV, 2>(k, A, lda, b, rsb, csb, c, ldc, last); break;
-        case 3: tile<MV, 3>(k, A, lda, b, rsb, csb, c, ldc, last); break;
-        case 4: tile<MV, 4>(k, A, lda, b, rsb, csb, c, ldc, last); break;
-        case 5: tile<MV, 5>(k, A, lda, b, rsb, csb, c, ldc, last); break;
+        case 1: tile<MV, 1>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 2: tile<MV, 2>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 3: tile<MV, 3>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 4: tile<MV, 4>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 5: tile<MV, 5>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
         default: break;
     }
 }
 
+/// The epilogue of the row block starting at row i.
+inline GemmEpilogue<float> rows_from(GemmEpilogue<float> e, Index i) {
+    if (e.bias) e.bias += i;
+    if (e.relu) e.relu += i;
+    return e;
+}
+
 /// C (m x n, ldc) += A (m x k, lda, column-major) B, B(p, j) at B + p rsb + j csb; blocks of 64 rows.
 inline void gemm(Index m, Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
-                 Index ldc) {
+                 Index ldc, const GemmEpilogue<float>& e) {
     for (Index i = 0; i < m; i += 64) {
         const Index rows = std::min<Index>(64, m - i);
         const auto tail = static_cast<unsigned>(rows % 16);
         const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
+        const auto ei = rows_from(e, i);
         switch ((rows + 15) / 16) {
-            case 4: column_tiles<4>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
-            case 3: column_tiles<3>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
-            case 2: column_tiles<2>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
-            default: column_tiles<1>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last); break;
+            case 4: column_tiles<4>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
+            case 3: column_tiles<3>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
+            case 2: column_tiles<2>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
+            default: column_tiles<1>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
+        }
+    }
+}
+
+/// dst(r, c) = src(c, r) for a 16 x 16 block: src's columns r < nr (ld lds) hold nc <= 16
+/// contiguous elements each; dst gets nc columns of 16 (ld ldd), zero in rows nr..15.
+inline void transpose16(const float* src, Index lds, Index nr, Index nc, float* dst, Index ldd) {
+    const auto cm = static_cast<__mmask16>(nc == 16 ? 0xFFFFu : (1u << nc) - 1u);
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) r[j] = j < nr ? _mm512_maskz_loadu_ps(cm, src + j * lds) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < 16; j += 2) {
+        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 16; j += 4) {
+        r[j] = _mm512_shuffle_ps(t[j], t[j + 2], 0x44);
+        r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], 0xEE);
+        r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 16; h += 8)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            t[h + j] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0x88);
+            t[h + j + 4] = _mm512_shuffle_f32x4(r[h + j], r[h + j + 4], 0xDD);
+        }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j)
+        if (j < nc) _mm512_storeu_ps(dst + j * ldd, r[j]);
+}
+
+/// C (m x n, ldc) += A^T B with A stored k x m (lda) and B k x n (ldb), column-major: each
+/// block of 64 rows of A^T is transposed into `panel` (64 x k, leading dimension 64) and fed to
+/// the tiles above, so the inner loop reads contiguous rows as in `gemm`. `panel` holds >= 64 k.
+inline void gemm_tn(Index m, Index n, Index k, const float* A, Index lda, const float* B, Index ldb, float* C,
+                    Index ldc, float* panel, const GemmEpilogue<float>& e) {
+    for (Index i = 0; i < m; i += 64) {
+        const Index rows = std::min<Index>(64, m - i);
+        // panel(r, p) = A(p, i + r), in 16 x 16 register transposes (rows past `rows` are zero).
+        for (Index r0 = 0; r0 < rows; r0 += 16)
+            for (Index p0 = 0; p0 < k; p0 += 16)
+                transpose16(A + (i + r0) * lda + p0, lda, std::min<Index>(16, rows - r0),
+                            std::min<Index>(16, k - p0), panel + r0 + p0 * 64, 64);
+        const auto tail = static_cast<unsigned>(rows % 16);
+        const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
+        const auto ei = rows_from(e, i);
+        switch ((rows + 15) / 16) {
+            case 4: column_tiles<4>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
+            case 3: column_tiles<3>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
+            case 2: column_tiles<2>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
+            default: column_tiles<1>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
         }
     }
 }
@@ -111,22 +233,49 @@ inline void gemm(Index m, Index n, Index k, const float* A, Index lda, const flo
 }  // namespace avx512
 #endif
 
-/// C (m x n, leading dimension ldc) += op(A) op(B), column-major storage; op(A) = A^T when
-/// TransA (A stored k x m), likewise for B (stored n x k). Single-threaded; Eigen's packing
-/// buffers come from `scratch`, grown on first use of a shape and then reused.
+template <bool TransA, bool TransB, class T>
+void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+                    Vec<T>& scratch);
+
+/// C (m x n, leading dimension ldc) = or += op(A) op(B) (see GemmEpilogue; default +=),
+/// column-major storage; op(A) = A^T when TransA (A stored k x m), likewise for B (stored
+/// n x k). Single-threaded; packing buffers come from `scratch`, grown on first use of a shape
+/// and then reused.
 template <bool TransA, bool TransB, class T>
 void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C,
-              Index ldc, [[maybe_unused]] Vec<T>& scratch) {
-    if (m == 0 || n == 0 || k == 0) return;
+              Index ldc, Vec<T>& scratch, const GemmEpilogue<T>& e = {}) {
+    if (m == 0 || n == 0) return;
 #if PERSIST_NN_AVX512_GEMM
     // Matrix-vector products (n <= 2, m == 1) stay with Eigen's GEMV.
-    if constexpr (std::is_same_v<T, float> && !TransA) {
-        if (n > 2 && m > 1) {
-            avx512::gemm(m, n, k, A, lda, B, TransB ? ldb : 1, TransB ? 1 : ldb, C, ldc);
+    if constexpr (std::is_same_v<T, float> && !(TransA && TransB)) {
+        if (n > 2 && m > 1 && k > 0) {
+            if constexpr (!TransA) {
+                avx512::gemm(m, n, k, A, lda, B, TransB ? ldb : 1, TransB ? 1 : ldb, C, ldc, e);
+            } else {  // dX = W^T G: A^T packed 64 rows at a time into `scratch` (grown once)
+                if (scratch.size() < 64 * k) scratch.resize(64 * k);
+                avx512::gemm_tn(m, n, k, A, lda, B, ldb, C, ldc, scratch.data(), e);
+            }
             return;
         }
     }
 #endif
+    // Column by column: contiguous maps vectorise without the strided traversal's set-up.
+    if (e.bias) {
+        const Eigen::Map<const Vec<T>> b(e.bias, m);
+        for (Index j = 0; j < n; ++j) VecMap<T>(C + j * ldc, m) = b;
+    } else if (e.overwrite) {
+        for (Index j = 0; j < n; ++j) VecMap<T>(C + j * ldc, m).setZero();
+    }
+    if (k > 0) gemm_acc_eigen<TransA, TransB>(m, n, k, A, lda, B, ldb, C, ldc, scratch);
+    if (e.relu)
+        for (Index j = 0; j < n; ++j)
+            VecMap<T>(e.relu + j * e.ldh, m).array() = Eigen::Map<const Vec<T>>(C + j * ldc, m).array().max(T(0));
+}
+
+/// C += op(A) op(B) through Eigen (see gemm_acc).
+template <bool TransA, bool TransB, class T>
+void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+                    [[maybe_unused]] Vec<T>& scratch) {
 #if PERSIST_NN_KERNEL_GEMM
     // Vectors go to GEMV and tiny products to the coefficient loop, as Eigen itself does.
     if (m > 1 && n > 1 && m + n + k >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
@@ -210,13 +359,25 @@ public:
         detail::check_shape([this] { return name(); }, "forward input", in_, in.cols(), in.rows(),
                             in.cols());
         ensure_shape(out, out_, in.cols());
-        // Seeding the output with b makes the GEMM accumulate onto it: the bias add costs no
-        // extra pass (Eigen's "=" product zero-fills first anyway). Column copies, because
-        // Eigen's replicate() of a mapped vector is a scalar loop.
-        const auto b = bias();
-        for (Index j = 0; j < out.cols(); ++j) out.col(j) = b;
+        detail::GemmEpilogue<T> e;
+        e.bias = p_ + out_ * in_;  // out = b 1^T + W X, the bias added in the GEMM's epilogue
         detail::gemm_acc<false, false>(out_, in.cols(), in_, p_, out_, in.data(), in.outerStride(),
-                                       out.data(), out_, c.gemm);
+                                       out.data(), out_, c.gemm, e);
+    }
+
+    /// forward() followed by h = max(out, 0) (ReLU), fused into the GEMM's epilogue where the
+    /// kernel supports it: the same values as forward() then ReLU::forward.
+    void forward_relu(MatCRef<T> in, Mat<T>& out, Mat<T>& h, Cache& c) const {
+        detail::check_shape([this] { return name(); }, "forward input", in_, in.cols(), in.rows(),
+                            in.cols());
+        ensure_shape(out, out_, in.cols());
+        ensure_shape(h, out_, in.cols());
+        detail::GemmEpilogue<T> e;
+        e.bias = p_ + out_ * in_;
+        e.relu = h.data();
+        e.ldh = out_;
+        detail::gemm_acc<false, false>(out_, in.cols(), in_, p_, out_, in.data(), in.outerStride(),
+                                       out.data(), out_, c.gemm, e);
     }
 
     /// Parameter gradients: `GradMode::accumulate` adds G X^T and G 1 to the gradient views;
@@ -233,22 +394,39 @@ public:
                 weight_grad().noalias() = grad_out.col(0) * in.col(0).transpose();
                 bias_grad() = grad_out.col(0);
             } else {
-                if (mode == GradMode::overwrite) {
-                    weight_grad().setZero();
-                    bias_grad().setZero();
-                }
-                // dW += G X^T, db += G 1
+                // dW (+)= G X^T, db (+)= G 1
+                detail::GemmEpilogue<T> e;
+                e.overwrite = mode == GradMode::overwrite;
                 detail::gemm_acc<false, true>(out_, in_, B, grad_out.data(), grad_out.outerStride(),
-                                              in.data(), in.outerStride(), g_, out_, c.gemm);
-                bias_grad().noalias() += grad_out.rowwise().sum();
+                                              in.data(), in.outerStride(), g_, out_, c.gemm, e);
+                if (e.overwrite) bias_grad().noalias() = grad_out.rowwise().sum();
+                else bias_grad().noalias() += grad_out.rowwise().sum();
             }
         }
         if (grad_in) {  // dX = W^T G
             ensure_shape(*grad_in, in_, B);
-            grad_in->setZero();
+            detail::GemmEpilogue<T> e;
+            e.overwrite = true;
             detail::gemm_acc<true, false>(in_, B, out_, p_, out_, grad_out.data(),
-                                          grad_out.outerStride(), grad_in->data(), in_, c.gemm);
+                                          grad_out.outerStride(), grad_in->data(), in_, c.gemm, e);
         }
+    }
+
+    /// Rows [row0, row0 + rows) of dX = W^T G only (no parameter gradients): the product with
+    /// those columns of W, for callers that need the gradient of a few inputs (SAC's actor loss
+    /// needs dQ/da, not dQ/ds). grad_in becomes rows x B.
+    void input_grad_rows(MatCRef<T> grad_out, Index row0, Index rows, Mat<T>& grad_in, Cache& c) const {
+        detail::check_shape([this] { return name(); }, "input_grad_rows grad_out", out_, grad_out.cols(),
+                            grad_out.rows(), grad_out.cols());
+        if (row0 < 0 || rows < 0 || row0 + rows > in_)
+            throw ShapeError(name() + ": input rows [" + std::to_string(row0) + ", " +
+                             std::to_string(row0 + rows) + ") outside the " + std::to_string(in_) + " inputs");
+        const Index B = grad_out.cols();
+        ensure_shape(grad_in, rows, B);
+        detail::GemmEpilogue<T> e;
+        e.overwrite = true;
+        detail::gemm_acc<true, false>(rows, B, out_, p_ + row0 * out_, out_, grad_out.data(),
+                                      grad_out.outerStride(), grad_in.data(), rows, c.gemm, e);
     }
 
 private:

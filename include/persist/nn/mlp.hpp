@@ -3,6 +3,7 @@
 /// Multi-layer perceptron with runtime widths (model of persist::Network).
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -156,6 +157,13 @@ public:
         const std::size_t L = lin_.size();
         const Mat<T>* in = &ws.x;
         for (std::size_t l = 0; l < L; ++l) {
+            if constexpr (std::is_same_v<Act<T>, ReLU<T>>) {
+                if (l + 1 < L && !opt_.layer_norm) {  // bias and ReLU in the GEMM's epilogue
+                    lin_[l].forward_relu(*in, ws.z[l], ws.h[l], ws.lin[l]);
+                    in = &ws.h[l];
+                    continue;
+                }
+            }
             lin_[l].forward(*in, ws.z[l], ws.lin[l]);
             if (l + 1 == L) break;
             const Mat<T>* pre = &ws.z[l];
@@ -204,6 +212,39 @@ public:
                 dz = &ws.gz[l];
             }
             lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads, mode);
+        }
+    }
+
+    /// dL/dx for the input rows [row0, row0 + rows) only, into grad_in (rows x B), for the last
+    /// forward on `ws`; no parameter gradients. Equal to those rows of backward()'s grad_in,
+    /// at the cost of the first layer's product for `rows` inputs instead of all of them.
+    void backward_input_rows(Workspace& ws, MatCRef<T> grad_out, Index row0, Index rows, Mat<T>& grad_in) {
+        check_bound();
+        const std::size_t L = lin_.size();
+        if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
+            throw ShapeError(name() + ": backward_input_rows called on a workspace without a forward pass");
+        detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
+                            grad_out.rows(), grad_out.cols());
+        typename Act<T>::Cache ac;
+        const Mat<T>* g = nullptr;  // dL/dz of layer l (grad_out for the last)
+        for (std::size_t l = L; l-- > 0;) {
+            if (l + 1 < L) {
+                Mat<T>& dh = ws.g[l + 1];
+                const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+                act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+                g = &dh;
+                if (opt_.layer_norm) {
+                    ln_[l].backward(ws.z[l], ws.n[l], dh, &ws.gz[l], ws.ln[l], false);
+                    g = &ws.gz[l];
+                }
+            }
+            const MatCRef<T> go = l + 1 == L ? grad_out : MatCRef<T>(*g);
+            if (l == 0) {
+                lin_[0].input_grad_rows(go, row0, rows, grad_in, ws.lin[0]);
+            } else {
+                const Mat<T>& in = ws.h[l - 1];
+                lin_[l].backward(in, ws.z[l], go, &ws.g[l], ws.lin[l], false);
+            }
         }
     }
 

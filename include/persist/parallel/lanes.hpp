@@ -193,6 +193,24 @@ inline vf<L> vsoftplus(vf<L> x) {
     return vmax<L>(x, splat<L>(0.0f)) + vlog1p<L>(vexp<L>(-ax));
 }
 
+/// tanh x, any finite x (Cephes tanhf: odd polynomial for |x| < 0.625, else
+/// 1 - 2 / (e^{2|x|} + 1) with the sign of x; +-1 beyond |x| = 44 through vexp's clamp).
+template <int L>
+inline vf<L> vtanh(vf<L> x) {
+    const vf<L> ax = vmax<L>(x, -x);
+    const vf<L> big = 1.0f - 2.0f / (vexp<L>(ax + ax) + 1.0f);
+    const vf<L> s = x * x;
+    vf<L> p = splat<L>(-5.70498872745e-3f);
+    p = fmadd<L>(p, s, splat<L>(2.06390887954e-2f));
+    p = fmadd<L>(p, s, splat<L>(-5.37397155531e-2f));
+    p = fmadd<L>(p, s, splat<L>(1.33314422036e-1f));
+    p = fmadd<L>(p, s, splat<L>(-3.33332819422e-1f));
+    const vf<L> small = fmadd<L>(p * s, x, x);
+    const vi<L> sign = reinterpret_cast<vi<L>>(x) & static_cast<std::int32_t>(0x80000000u);
+    const vf<L> signed_big = reinterpret_cast<vf<L>>(reinterpret_cast<vi<L>>(big) | sign);
+    return select<L>(ax < 0.625f, small, signed_big);
+}
+
 /// sin(2 pi u) and cos(2 pi u) for u in [0, 1]: u = q / 4 + f exactly (|f| <= 1/8), Cephes
 /// sinf/cosf polynomials on [-pi/4, pi/4], then the quadrant q's swap and signs.
 template <int L>
