@@ -75,6 +75,7 @@ struct Args {
     std::optional<std::int64_t> switch_after;      ///< overrides safety_network.switch_after_steps
     std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
     std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
+    std::optional<std::vector<double>> shield_margins;  ///< overrides viability.shield.margins
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -107,6 +108,28 @@ double parse_fraction(const std::string& flag, const std::string& text) {
     return v;
 }
 
+/// "0.1,0,0": one non-negative number per constraint (the count is checked against the config).
+std::vector<double> parse_margins(const std::string& flag, const std::string& text) {
+    std::vector<double> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t end = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, end - start);
+        std::size_t used = 0;
+        double v = -1;
+        try {
+            v = std::stod(item, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != item.size() || !(v >= 0.0) || !std::isfinite(v))
+            throw persist::ConfigError(flag + ": expected comma-separated numbers >= 0, got '" + text + "'");
+        out.push_back(v);
+        start = end + 1;
+    }
+    return out;
+}
+
 Args parse(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; ++i) {
@@ -129,6 +152,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
         else if (f == "--safety-overshoot") a.safety_overshoot = parse_fraction(f, value());
+        else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -138,7 +162,7 @@ Args parse(int argc, char** argv) {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
-                        "                        [--safety-min-samples N] [--safety-overshoot F]\n"
+                        "                        [--safety-min-samples N] [--safety-overshoot F] [--shield-margins M1,M2,..]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
@@ -382,7 +406,24 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     so.viability.seed = seed + 13;
     so.warmup_updates = a.shield_warmup;
     so.seed = seed + 14;
-    Learned shield(cfgns::make_constraint_set<T>(c), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
+    // The shield's set: viability.constraints tightened by viability.shield.margins (or
+    // --shield-margins), a safety buffer; the agent still terminates on the untightened set.
+    cfgns::PersistConfig cs = c;
+    if (a.shield_margins) {
+        if (a.shield_margins->size() != c.viability.constraints.size())
+            throw persist::ConfigError("--shield-margins: expected " + std::to_string(c.viability.constraints.size()) +
+                                       " values (one per viability.constraints entry of " + a.config + "), got " +
+                                       std::to_string(a.shield_margins->size()));
+        cs.viability.shield.margins = *a.shield_margins;
+    }
+    auto shield_set = cfgns::make_shield_constraint_set<T>(cs);
+    if (!cs.viability.shield.margins.empty() && !a.quiet) {
+        std::printf("  shield constraints:");
+        for (Index k = 0; k < shield_set.num_constraints(); ++k)
+            std::printf(" \"%s\"", shield_set.constraint(k).text.c_str());
+        std::printf(" (viability.shield.margins)\n");
+    }
+    Learned shield(std::move(shield_set), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
     bool amortized = c.safety_network.enabled;
     if (a.safety_network) {
         if (*a.safety_network == "on") amortized = true;

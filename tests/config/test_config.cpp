@@ -296,6 +296,25 @@ TEST_CASE("make_gridlife_config and the curriculum's start set", "[config]") {
     CHECK(mid.constraint(0).threshold == target.constraint(0).threshold);
 }
 
+TEST_CASE("viability.shield.margins tighten the shield's set only", "[config]") {
+    cfg::PersistConfig c;
+    CHECK(cfg::make_shield_constraint_set(c).constraint(0).threshold == Approx(0.2));  // no margins: the set
+    c.viability.shield.margins = {0.1, 0.05, 0.0};
+    const auto s = cfg::make_shield_constraint_set(c);
+    CHECK(s.constraint(0).sense == persist::viability::Sense::ge);
+    CHECK(s.constraint(0).threshold == Approx(0.3));
+    CHECK(s.constraint(1).lo == Approx(0.35));
+    CHECK(s.constraint(1).hi == Approx(0.65));
+    CHECK(s.constraint(2).threshold == Approx(0.6));
+    CHECK_THAT(s.constraint(0).text, Catch::StartsWith("energy >= 0.3"));  // 0.2 + 0.1 in double
+    CHECK(cfg::make_constraint_set(c).constraint(0).threshold == Approx(0.2));  // the agent's set unchanged
+    // "<=" moves down; a margin that empties an interval is an error naming it.
+    const persist::viability::ConstraintSet<double> le({"a", "b"}, {"a + b <= 1", "b in [0, 0.2]"});
+    CHECK(cfg::tighten_constraints(le, {0.25, 0.0}).constraint(0).threshold == Approx(0.75));
+    CHECK_THROWS_WITH(cfg::tighten_constraints(le, {0.0, 0.1}), Catch::Contains("leaves nothing of 'b in [0, 0.2]'"));
+    CHECK_THROWS_WITH(cfg::tighten_constraints(le, {0.0}), Catch::Contains("expected 2 margins"));
+}
+
 // ------------------------------------------------------------------------------------------
 // Errors: exact key paths, file and line
 // ------------------------------------------------------------------------------------------
@@ -368,7 +387,7 @@ TEST_CASE("wrong types", "[config][errors]") {
 TEST_CASE("unknown keys, at any depth, with a hint", "[config][errors]") {
     CHECK(yaml_error(seed_with("conf: 0.97", "confidence: 0.97")) ==
           "run.yaml:14: viability.shield.confidence: unknown key (did you mean \"conf\"?); viability.shield "
-          "accepts: type, conf, horizon, num_rollouts, cem, cbf, ensemble");
+          "accepts: type, conf, horizon, num_rollouts, margins, cem, cbf, ensemble");
     CHECK(doc_error({{"viability", {{"shield", {{"cem", {{"iters", 3}}}}}}}}) ==
           "viability.shield.cem.iters: unknown key; viability.shield.cem accepts: iterations, population, elites, "
           "init_std, momentum");
@@ -422,6 +441,12 @@ TEST_CASE("cross-field checks", "[config][errors]") {
                      {"viability", {{"constraints", {"energy >= 0.2"}}}}}) == "no error");
     CHECK(doc_error({{"env", {{"name", "MyEnv-v0"}, {"gridlife", {{"width", 8}}}}}}) ==
           "env.gridlife: the gridlife section configures GridLife-v0, but env.name is \"MyEnv-v0\"");
+    CHECK(yaml_error("viability:\n  shield:\n    margins: [0.1, 0.1]\n") ==
+          "run.yaml:3: viability.shield.margins: expected 3 values (one per viability.constraints entry) or none, got 2");
+    CHECK(yaml_error("viability:\n  shield:\n    margins: [0.1, -0.1, 0]\n") ==
+          "run.yaml:3: viability.shield.margins[1]: expected a non-negative number, got -0.1");
+    CHECK_THAT(yaml_error("viability:\n  shield:\n    margins: [0, 0.2, 0]\n"),
+               Catch::StartsWith("run.yaml:3: viability.shield.margins: tighten_constraints: margins[1] = 0.2"));
     CHECK(yaml_error("curriculum:\n  enabled: true\n  start_widths: [0.1, 0.1]\n") ==
           "run.yaml:3: curriculum.start_widths: expected 3 values (one per viability.constraints entry) or none, got 2");
     CHECK(yaml_error("demonstrations:\n  enabled: true\n") ==

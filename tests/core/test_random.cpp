@@ -69,3 +69,31 @@ TEST_CASE("CounterRng distributions have the right moments", "[random]") {
     for (int i = 0; i < 70000; ++i) counts[r.below(7)]++;
     for (int c : counts) CHECK(std::abs(c - 10000) < 500);
 }
+
+TEST_CASE("CounterRng::normals fills like successive normal() calls (float lanes within 1e-6)", "[random]") {
+    for (persist::Index n : {0, 1, 2, 7, 32, 33, 100}) {
+        for (bool spare : {false, true}) {
+            persist::Rng a(77, 3), b(77, 3);
+            if (spare) {  // leave a Box-Muller spare pending in both
+                CHECK(a.normal<float>() == b.normal<float>());
+            }
+            if (n == 33) {  // not block-aligned: the scalar uniform path
+                CHECK(a() == b());
+            }
+            std::vector<float> got(static_cast<std::size_t>(n) + 1, 123.0f);
+            a.normals(got.data(), n);
+            for (persist::Index i = 0; i < n; ++i) {
+                const double want = b.normal<double>();
+                INFO("n " << n << " spare " << spare << " i " << i);
+                CHECK(std::abs(static_cast<double>(got[static_cast<std::size_t>(i)]) - want) <= 1e-6 * (1.0 + std::abs(want)));
+            }
+            CHECK(got.back() == 123.0f);             // nothing written past n
+            CHECK(a.position() == b.position());     // same uniforms consumed
+            CHECK(a.normal<double>() == b.normal<double>());  // same spare state afterwards
+        }
+    }
+    persist::Rng c(5), d(5);
+    std::vector<double> dv(9);
+    c.normals(dv.data(), 9);
+    for (double x : dv) CHECK(x == d.normal<double>());  // double: exactly normal<double>()
+}

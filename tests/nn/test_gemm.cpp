@@ -2,7 +2,8 @@
 // transpose combinations, float and double, against a double-precision triple loop, over shapes
 // that hit every tile remainder of the AVX-512 kernel (rows % 16, rows % 64, columns % 6, n <= 2
 // and m == 1 routed to GEMV, k % 16 of the transposed panel) with leading dimensions larger than
-// the matrices, and every epilogue: C += R, C = R, C = b 1^T + R, and H = max(C, 0) beside it.
+// the matrices, and every epilogue: C += R, C = R, C = b 1^T + R, H = max(C, 0) beside it, and
+// C = max(C + R, 0) in place.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -17,7 +18,7 @@ using persist::Vec;
 
 namespace {
 
-enum class Epi { accumulate, overwrite, bias, bias_relu };
+enum class Epi { accumulate, overwrite, bias, bias_relu, relu_in_place };
 
 template <bool TA, bool TB, class T>
 void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, Epi epi = Epi::accumulate) {
@@ -34,6 +35,7 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
     persist::nn::detail::GemmEpilogue<T> e;
     e.overwrite = epi == Epi::overwrite;
     if (epi == Epi::bias || epi == Epi::bias_relu) e.bias = bias.data();
+    e.relu_in_place = epi == Epi::relu_in_place;
     if (epi == Epi::bias_relu) {
         e.relu = H.data();
         e.ldh = ldc;
@@ -50,7 +52,7 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
             }
             if (epi == Epi::bias_relu) REQUIRE(H[c] == std::max(C[c], T(0)));
             else REQUIRE(H[c] == T(7));
-            double want = epi == Epi::accumulate ? static_cast<double>(C0[c])
+            double want = epi == Epi::accumulate || epi == Epi::relu_in_place ? static_cast<double>(C0[c])
                           : epi == Epi::overwrite ? 0.0
                                                   : static_cast<double>(bias[static_cast<std::size_t>(i)]);
             for (Index p = 0; p < k; ++p) {
@@ -58,6 +60,7 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
                 const double b = TB ? B[static_cast<std::size_t>(j + p * ldb)] : B[static_cast<std::size_t>(p + j * ldb)];
                 want += a * b;
             }
+            if (epi == Epi::relu_in_place) want = std::max(want, 0.0);
             INFO("m " << m << " n " << n << " k " << k << " TA " << TA << " TB " << TB << " at (" << i << ", " << j << ")");
             REQUIRE(std::abs(static_cast<double>(C[c]) - want) <= tol);
         }
@@ -86,7 +89,7 @@ TEMPLATE_TEST_CASE("gemm_acc epilogues: overwrite, bias, bias + ReLU", "[nn][gem
     using T = TestType;
     persist::Rng rng(4);
     Vec<T> scratch;
-    for (Epi epi : {Epi::overwrite, Epi::bias, Epi::bias_relu})
+    for (Epi epi : {Epi::overwrite, Epi::bias, Epi::bias_relu, Epi::relu_in_place})
         for (Index m : {1, 2, 9, 16, 33, 64, 65, 100})
             for (Index n : {1, 2, 3, 7, 13})
                 for (Index k : {0, 1, 17, 64}) {

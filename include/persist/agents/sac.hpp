@@ -254,8 +254,8 @@ public:
         sync_rng();
         ensure_shape(ws_.eps_next, A_, B);
         ensure_shape(ws_.eps, A_, B);
-        for (Index k = 0; k < ws_.eps_next.size(); ++k) ws_.eps_next.data()[k] = rng_.normal<T>();
-        for (Index k = 0; k < ws_.eps.size(); ++k) ws_.eps.data()[k] = rng_.normal<T>();
+        rng_.normals(ws_.eps_next.data(), ws_.eps_next.size());
+        rng_.normals(ws_.eps.data(), ws_.eps.size());
         // 2 A B normals: an even count, so no Box-Muller spare is left cached and the stream's
         // position alone restores it exactly (Rng::set_position drops a spare).
         rng_pos_ = rng_.position();

@@ -211,6 +211,11 @@ struct ShieldConfig {
     double conf = 0.97;                     ///< alpha: required Pr(x_{t+1:t+h} in V), (0, 1]
     std::int64_t horizon = 8;               ///< h: look-ahead steps, >= 1
     std::int64_t num_rollouts = 32;         ///< K: sampled model rollouts per candidate, >= 1
+    /// Safety buffer: the shield enforces viability.constraints tightened by these amounts (one
+    /// per constraint, >= 0, in the units of its expression: >= thresholds move up, <= down,
+    /// intervals in on both sides), so it acts before the agent reaches the real boundary. The
+    /// environment still terminates at the untightened set. Empty (default): no buffer.
+    std::vector<double> margins{};
     CemConfig cem{};
     CbfConfig cbf{};
     EnsembleShieldConfig ensemble{};
@@ -219,6 +224,7 @@ struct ShieldConfig {
         v.check(conf, in_open_closed(0, 1));
         v.check(horizon, positive);
         v.check(num_rollouts, positive);
+        v.each(margins, non_negative);
     }
 };
 
@@ -632,7 +638,7 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::InternalStateConfig, dims, mu, w);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CemConfig, iterations, population, elites, init_std, momentum);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CbfConfig, alpha, slack_penalty);
 BOOST_HANA_ADAPT_STRUCT(persist::config::EnsembleShieldConfig, members, vote);
-BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, cem, cbf, ensemble);
+BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, margins, cem, cbf, ensemble);
 BOOST_HANA_ADAPT_STRUCT(persist::config::ApproximatorConfig, hidden, lr, batch_size, focal_gamma, focal_alpha);
 BOOST_HANA_ADAPT_STRUCT(persist::config::NearBoundaryConfig, capacity, epsilon, replacement);
 BOOST_HANA_ADAPT_STRUCT(persist::config::ViabilityConfig, constraints, shield, approximator, near_boundary_buffer);
@@ -697,10 +703,56 @@ viability::ConstraintSet<T> widen_constraints(const viability::ConstraintSet<T>&
     return viability::ConstraintSet<T>::from_parsed(target.variable_names(), std::move(out));
 }
 
+/// Tighten `target` by `margins` (one per constraint, >= 0, in the units of each constraint's
+/// expression): >= / > thresholds move up, <= / < down, intervals in on both sides; an
+/// interval that would become empty is an error. The shield's safety buffer
+/// (viability.shield.margins).
+template <class T>
+viability::ConstraintSet<T> tighten_constraints(const viability::ConstraintSet<T>& target,
+                                                const std::vector<double>& margins) {
+    if (static_cast<Index>(margins.size()) != target.num_constraints())
+        throw ConfigError("tighten_constraints: expected " + std::to_string(target.num_constraints()) +
+                          " margins (one per constraint), got " + std::to_string(margins.size()));
+    std::vector<viability::LinearConstraint<T>> out;
+    out.reserve(margins.size());
+    for (Index k = 0; k < target.num_constraints(); ++k) {
+        auto c = target.constraint(k);
+        const T w = static_cast<T>(margins[static_cast<std::size_t>(k)]);
+        if (!(w >= T(0)) || !std::isfinite(w))
+            throw ConfigError("tighten_constraints: margins[" + std::to_string(k) + "] must be finite and >= 0");
+        switch (c.sense) {
+            case viability::Sense::ge:
+            case viability::Sense::gt: c.threshold += w; break;
+            case viability::Sense::le:
+            case viability::Sense::lt: c.threshold -= w; break;
+            case viability::Sense::interval:
+                c.lo += w;
+                c.hi -= w;
+                if (!(c.lo < c.hi))
+                    throw ConfigError("tighten_constraints: margins[" + std::to_string(k) + "] = " +
+                                      std::to_string(margins[static_cast<std::size_t>(k)]) + " leaves nothing of '" +
+                                      target.constraint(k).text + "'");
+                break;
+        }
+        c.text.clear();  // canonical form of the tightened constraint
+        out.push_back(std::move(c));
+    }
+    return viability::ConstraintSet<T>::from_parsed(target.variable_names(), std::move(out));
+}
+
 /// viability.constraints parsed over internal_state.dims.
 template <class T = double>
 viability::ConstraintSet<T> make_constraint_set(const PersistConfig& c) {
     return viability::ConstraintSet<T>(c.internal_state.dims, c.viability.constraints);
+}
+
+/// The set the shield enforces: viability.constraints tightened by viability.shield.margins
+/// (the constraints themselves when margins is empty).
+template <class T = double>
+viability::ConstraintSet<T> make_shield_constraint_set(const PersistConfig& c) {
+    auto target = make_constraint_set<T>(c);
+    if (c.viability.shield.margins.empty()) return target;
+    return tighten_constraints(target, c.viability.shield.margins);
 }
 
 /// The curriculum's starting constraint set: the target widened by curriculum.start_widths
@@ -744,6 +796,23 @@ inline void PersistConfig::validate(Checker& v) const {
             parsed.push_back(viability::parse_constraint<double>(cons[k], dims));
         } catch (const ConfigError& e) {
             vi.fail_at(cons, k, e.what());
+        }
+    }
+
+    // One shield margin per constraint, none emptying an interval.
+    const auto& margins = viability.shield.margins;
+    if (!margins.empty()) {
+        const Checker sh = vi.sub(viability.shield);
+        if (margins.size() != cons.size())
+            sh.fail(margins, "expected " + std::to_string(cons.size()) +
+                                 " values (one per viability.constraints entry) or none, got " +
+                                 std::to_string(margins.size()));
+        else if (parsed.size() == cons.size()) {
+            try {
+                (void)make_shield_constraint_set<double>(*this);
+            } catch (const ConfigError& e) {
+                sh.fail(margins, e.what());
+            }
         }
     }
 

@@ -5,11 +5,13 @@
 /// function of (seed, stream, n), so batched rollouts give identical results for any number of
 /// threads and on any Thrust backend. Distributions are our own (not <random>'s, whose output
 /// is implementation-defined), so results are bitwise reproducible across standard libraries.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "persist/core/types.hpp"
+#include "persist/parallel/lanes.hpp"
 
 namespace persist {
 
@@ -92,6 +94,62 @@ public:
         has_spare_ = true;
         return static_cast<T>(r * std::cos(th));
     }
+#if PERSIST_HAS_LANES
+    /// out[0..n) = n successive normal<float>() draws, from the same uniforms in the same order
+    /// (so the stream ends where n normal() calls would, spare included), with the Box-Muller
+    /// transform on 16-lane float vectors (Cephes log and sin/cos of parallel/lanes.hpp)
+    /// instead of double libm calls: values agree with normal<float>() to ~1e-6 relative.
+    void normals(float* out, Index n) {
+        namespace ln = persist::parallel::lanes;
+        constexpr int L = 16;
+        Index i = 0;
+        if (n > 0 && has_spare_) out[i++] = normal<float>();
+        while (n - i >= 2) {
+            const int pairs = static_cast<int>(std::min<Index>(L, (n - i) / 2));
+            ln::vf<L> u1 = ln::splat<L>(1.0f), u2 = ln::splat<L>(0.0f);
+            if (pos_ == 4) {
+                // Block-aligned: pair l takes exactly block ctr_ + l (u1 from words 0-1, u2 from
+                // 2-3), so the 16 Philox blocks are computed side by side on lane vectors.
+                ln::vu<L> c0, c1, w[4];
+                for (int l = 0; l < L; ++l) {
+                    const std::uint64_t c = ctr_ + static_cast<std::uint64_t>(l);
+                    c0[l] = static_cast<std::uint32_t>(c);
+                    c1[l] = static_cast<std::uint32_t>(c >> 32);
+                }
+                ln::philox<L>(c0, c1, ln::splat_u<L>(s0_), ln::splat_u<L>(s1_), k0_, k1_, w);
+                const auto unit = [](std::uint32_t hi, std::uint32_t lo) {
+                    const std::uint64_t v = (static_cast<std::uint64_t>(hi) << 32) | lo;
+                    return static_cast<double>(v >> 11) * (1.0 / 9007199254740992.0);
+                };
+                for (int l = 0; l < pairs; ++l) {
+                    u1[l] = static_cast<float>(1.0 - unit(w[0][l], w[1][l]));
+                    u2[l] = static_cast<float>(unit(w[2][l], w[3][l]));
+                }
+                ctr_ += static_cast<std::uint64_t>(pairs);
+            } else {
+                for (int l = 0; l < pairs; ++l) {
+                    u1[l] = static_cast<float>(1.0 - uniform<double>());  // (0, 1]: log is finite
+                    u2[l] = static_cast<float>(uniform<double>());
+                }
+            }
+            const ln::vf<L> r = ln::vsqrt<L>(-2.0f * ln::vlog<L>(u1));
+            ln::vf<L> sn, cs;
+            ln::vsincos_2pi<L>(u2, sn, cs);
+            const ln::vf<L> a = r * cs, b = r * sn;
+            for (int l = 0; l < pairs; ++l) {
+                out[i++] = a[l];
+                out[i++] = b[l];
+            }
+        }
+        if (i < n) out[i] = normal<float>();
+    }
+#endif
+    /// n successive normal<T>() draws into out (the lane path above for float where available).
+    template <class T>
+    void normals(T* out, Index n) {
+        for (Index i = 0; i < n; ++i) out[i] = normal<T>();
+    }
+
     /// Unbiased integer in [0, n) (Lemire 2019, multiply-and-reject). n must be > 0.
     PERSIST_HD std::uint64_t below(std::uint64_t n) {
         if (n <= 0xFFFFFFFFull) {

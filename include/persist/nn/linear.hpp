@@ -38,111 +38,161 @@ namespace detail {
 
 /// What gemm_acc does with the product R = op(A) op(B): C += R by default; C = R with
 /// `overwrite`; C = b 1^T + R with `bias` (a column of m, implies overwrite); with `relu` it
-/// also writes H = max(C, 0) (leading dimension `ldh`, NaN propagates as in Eigen's max).
-/// The AVX-512 kernel applies these in its register epilogue: no zeroing, bias or activation
-/// pass over memory.
+/// also writes H = max(C, 0) (leading dimension `ldh`, NaN propagates as in Eigen's max);
+/// with `relu_in_place` C itself becomes max(C, 0). The AVX-512 kernel applies these in its
+/// register epilogue: no zeroing, bias or activation pass over memory.
 template <class T>
 struct GemmEpilogue {
     bool overwrite = false;
     const T* bias = nullptr;
     T* relu = nullptr;
     Index ldh = 0;
+    bool relu_in_place = false;
 };
 
 #if PERSIST_NN_AVX512_GEMM
 namespace avx512 {
 
-/// One tile: C[0:16 MV (last vector masked), 0:NR] += sum_p A[:, p] B(p, j), with A's column p
-/// at A + p lda and B(p, j) at B + p rsb + j csb. MV x NR accumulators stay in registers; each
-/// step loads MV vectors of A and broadcasts NR elements of B.
-template <int MV, int NR>
+/// 512-bit vectors (16 floats): the tiles for row blocks of more than 8 rows.
+struct V16 {
+    using V = __m512;
+    using Mask = __mmask16;
+    static constexpr int W = 16;
+    static V zero() { return _mm512_setzero_ps(); }
+    static V load(const float* p) { return _mm512_loadu_ps(p); }
+    static V load(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+    static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
+    static void store(Mask m, float* p, V x) { _mm512_mask_storeu_ps(p, m, x); }
+    static V set1(float x) { return _mm512_set1_ps(x); }
+    static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static V max(V a, V b) { return _mm512_max_ps(a, b); }
+};
+
+#if defined(__AVX512VL__)
+/// 256-bit vectors (8 floats) for row blocks of at most 8 rows (heads with a few outputs, a few
+/// input rows): half the lanes of a 512-bit tile would be masked off, and cores that split a
+/// 512-bit FMA into two 256-bit halves (AMD Zen 4) run two 256-bit FMAs per cycle.
+struct V8 {
+    using V = __m256;
+    using Mask = __mmask8;
+    static constexpr int W = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static V load(Mask m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
+    static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
+    static void store(Mask m, float* p, V x) { _mm256_mask_storeu_ps(p, m, x); }
+    static V set1(float x) { return _mm256_set1_ps(x); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V max(V a, V b) { return _mm256_max_ps(a, b); }
+};
+#endif
+
+/// One tile: C[0:W MV (last vector masked), 0:NR] (op)= sum_p A[:, p] B(p, j), with A's column
+/// p at A + p lda and B(p, j) at B + p rsb + j csb, then the epilogue `e`. MV x NR accumulators
+/// stay in registers; each step loads MV vectors of A and broadcasts NR elements of B.
+template <class S, int MV, int NR>
 inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C, Index ldc,
-                 __mmask16 last, const GemmEpilogue<float>& e) {
-    __m512 acc[MV][NR];
-#pragma GCC unroll 8
+                 typename S::Mask last, const GemmEpilogue<float>& e) {
+    using V = typename S::V;
+    constexpr int W = S::W;
+    V acc[MV][NR];
+#pragma GCC unroll 12
     for (int j = 0; j < NR; ++j)
 #pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_setzero_ps();
+        for (int v = 0; v < MV; ++v) acc[v][j] = S::zero();
     for (Index p = 0; p < k; ++p) {
-        __m512 a[MV];
+        V a[MV];
         const float* ap = A + p * lda;
 #pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v)
-            a[v] = v == MV - 1 ? _mm512_maskz_loadu_ps(last, ap + 16 * v) : _mm512_loadu_ps(ap + 16 * v);
+        for (int v = 0; v < MV; ++v) a[v] = v == MV - 1 ? S::load(last, ap + W * v) : S::load(ap + W * v);
         const float* bp = B + p * rsb;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int j = 0; j < NR; ++j) {
-            const __m512 bj = _mm512_set1_ps(bp[j * csb]);
+            const V bj = S::set1(bp[j * csb]);
 #pragma GCC unroll 4
-            for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(a[v], bj, acc[v][j]);
+            for (int v = 0; v < MV; ++v) acc[v][j] = S::fmadd(a[v], bj, acc[v][j]);
         }
     }
-    const auto store = [last](float* p, int v, __m512 x) {
-        if (v == MV - 1) _mm512_mask_storeu_ps(p, last, x);
-        else _mm512_storeu_ps(p, x);
+    const auto load = [last](const float* q, int v) { return v == MV - 1 ? S::load(last, q) : S::load(q); };
+    const auto store = [last](float* q, int v, V x) {
+        if (v == MV - 1) S::store(last, q, x);
+        else S::store(q, x);
     };
     if (e.bias) {
-        __m512 b[MV];
+        V b[MV];
 #pragma GCC unroll 4
-        for (int v = 0; v < MV; ++v)
-            b[v] = v == MV - 1 ? _mm512_maskz_loadu_ps(last, e.bias + 16 * v) : _mm512_loadu_ps(e.bias + 16 * v);
-        const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 8
+        for (int v = 0; v < MV; ++v) b[v] = load(e.bias + W * v, v);
+#pragma GCC unroll 12
         for (int j = 0; j < NR; ++j)
 #pragma GCC unroll 4
             for (int v = 0; v < MV; ++v) {
-                const __m512 r = _mm512_add_ps(b[v], acc[v][j]);
-                store(C + j * ldc + 16 * v, v, r);
+                const V r = S::add(b[v], acc[v][j]);
+                store(C + j * ldc + W * v, v, e.relu_in_place ? S::max(S::zero(), r) : r);
                 // max(0, r) returns r when r is NaN, like Eigen's max(r, 0).
-                if (e.relu) store(e.relu + j * e.ldh + 16 * v, v, _mm512_max_ps(zero, r));
+                if (e.relu) store(e.relu + j * e.ldh + W * v, v, S::max(S::zero(), r));
             }
-    } else if (e.overwrite) {
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j)
-#pragma GCC unroll 4
-            for (int v = 0; v < MV; ++v) store(C + j * ldc + 16 * v, v, acc[v][j]);
-    } else {
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j)
-#pragma GCC unroll 4
-            for (int v = 0; v < MV; ++v) {
-                float* c = C + j * ldc + 16 * v;
-                const __m512 old = v == MV - 1 ? _mm512_maskz_loadu_ps(last, c) : _mm512_loadu_ps(c);
-                store(c, v, _mm512_add_ps(old, acc[v][j]));
-            }
+        return;
     }
-    if (e.relu && !e.bias) {  // only reached through a caller's misuse; keep it correct anyway
-        const __m512 zero = _mm512_setzero_ps();
-        for (int j = 0; j < NR; ++j)
-            for (int v = 0; v < MV; ++v) {
-                const float* c = C + j * ldc + 16 * v;
-                const __m512 x = v == MV - 1 ? _mm512_maskz_loadu_ps(last, c) : _mm512_loadu_ps(c);
-                store(e.relu + j * e.ldh + 16 * v, v, _mm512_max_ps(zero, x));
-            }
-    }
+#pragma GCC unroll 12
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) {
+            float* c = C + j * ldc + W * v;
+            const V r = e.overwrite ? acc[v][j] : S::add(load(c, v), acc[v][j]);
+            store(c, v, e.relu_in_place ? S::max(S::zero(), r) : r);
+            if (e.relu) store(e.relu + j * e.ldh + W * v, v, S::max(S::zero(), r));
+        }
 }
 
-/// All columns of one block of up to 16 MV rows: tiles of 6 columns, then the remainder.
+/// All columns of one block of up to W MV rows: tiles of NR columns, then the remainder.
 /// `e` points at this block's rows (bias) and at column 0 (relu).
-template <int MV>
+template <class S, int MV, int NR = 6>
 inline void column_tiles(Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
-                         Index ldc, __mmask16 last, GemmEpilogue<float> e) {
+                         Index ldc, typename S::Mask last, GemmEpilogue<float> e) {
     Index j = 0;
     float* const h0 = e.relu;
     const auto at = [&](Index col) {
         if (h0) e.relu = h0 + col * e.ldh;
         return e;
     };
-    for (; j + 6 <= n; j += 6) tile<MV, 6>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last, at(j));
+    for (; j + NR <= n; j += NR) tile<S, MV, NR>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last, at(j));
+    if constexpr (NR > 6) {
+        if (j + 6 <= n) {
+            tile<S, MV, 6>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last, at(j));
+            j += 6;
+        }
+    }
     const float* b = B + j * csb;
     float* c = C + j * ldc;
     switch (n - j) {
-        case 1: tile<MV, 1>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
-        case 2: tile<MV, 2>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
-        case 3: tile<MV, 3>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
-        case 4: tile<MV, 4>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
-        case 5: tile<MV, 5>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 1: tile<S, MV, 1>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 2: tile<S, MV, 2>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 3: tile<S, MV, 3>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 4: tile<S, MV, 4>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
+        case 5: tile<S, MV, 5>(k, A, lda, b, rsb, csb, c, ldc, last, at(j)); break;
         default: break;
+    }
+}
+
+/// One block of `rows` <= 64 rows of C: A's rows at A (column stride lda), C's at C.
+inline void row_block(Index rows, Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb,
+                      float* C, Index ldc, const GemmEpilogue<float>& e) {
+#if defined(__AVX512VL__)
+    if (rows <= 8) {
+        const auto last8 = static_cast<__mmask8>((1u << rows) - 1u);
+        column_tiles<V8, 1, 12>(n, k, A, lda, B, rsb, csb, C, ldc, last8, e);
+        return;
+    }
+#endif
+    const auto tail = static_cast<unsigned>(rows % 16);
+    const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
+    switch ((rows + 15) / 16) {
+        case 4: column_tiles<V16, 4>(n, k, A, lda, B, rsb, csb, C, ldc, last, e); break;
+        case 3: column_tiles<V16, 3>(n, k, A, lda, B, rsb, csb, C, ldc, last, e); break;
+        case 2: column_tiles<V16, 2>(n, k, A, lda, B, rsb, csb, C, ldc, last, e); break;
+        default: column_tiles<V16, 1>(n, k, A, lda, B, rsb, csb, C, ldc, last, e); break;
     }
 }
 
@@ -156,18 +206,8 @@ inline GemmEpilogue<float> rows_from(GemmEpilogue<float> e, Index i) {
 /// C (m x n, ldc) += A (m x k, lda, column-major) B, B(p, j) at B + p rsb + j csb; blocks of 64 rows.
 inline void gemm(Index m, Index n, Index k, const float* A, Index lda, const float* B, Index rsb, Index csb, float* C,
                  Index ldc, const GemmEpilogue<float>& e) {
-    for (Index i = 0; i < m; i += 64) {
-        const Index rows = std::min<Index>(64, m - i);
-        const auto tail = static_cast<unsigned>(rows % 16);
-        const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
-        const auto ei = rows_from(e, i);
-        switch ((rows + 15) / 16) {
-            case 4: column_tiles<4>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
-            case 3: column_tiles<3>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
-            case 2: column_tiles<2>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
-            default: column_tiles<1>(n, k, A + i, lda, B, rsb, csb, C + i, ldc, last, ei); break;
-        }
-    }
+    for (Index i = 0; i < m; i += 64)
+        row_block(std::min<Index>(64, m - i), n, k, A + i, lda, B, rsb, csb, C + i, ldc, rows_from(e, i));
 }
 
 /// dst(r, c) = src(c, r) for a 16 x 16 block: src's columns r < nr (ld lds) hold nc <= 16
@@ -218,15 +258,7 @@ inline void gemm_tn(Index m, Index n, Index k, const float* A, Index lda, const 
             for (Index p0 = 0; p0 < k; p0 += 16)
                 transpose16(A + (i + r0) * lda + p0, lda, std::min<Index>(16, rows - r0),
                             std::min<Index>(16, k - p0), panel + r0 + p0 * 64, 64);
-        const auto tail = static_cast<unsigned>(rows % 16);
-        const auto last = static_cast<__mmask16>(tail ? (1u << tail) - 1u : 0xFFFFu);
-        const auto ei = rows_from(e, i);
-        switch ((rows + 15) / 16) {
-            case 4: column_tiles<4>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
-            case 3: column_tiles<3>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
-            case 2: column_tiles<2>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
-            default: column_tiles<1>(n, k, panel, 64, B, 1, ldb, C + i, ldc, last, ei); break;
-        }
+        row_block(rows, n, k, panel, 64, B, 1, ldb, C + i, ldc, rows_from(e, i));
     }
 }
 
@@ -246,9 +278,10 @@ void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Inde
               Index ldc, Vec<T>& scratch, const GemmEpilogue<T>& e = {}) {
     if (m == 0 || n == 0) return;
 #if PERSIST_NN_AVX512_GEMM
-    // Matrix-vector products (n <= 2, m == 1) stay with Eigen's GEMV.
+    // Single-row products (m == 1) and W^T G with n <= 2 columns stay with Eigen's GEMV (the
+    // kernel would transpose all of W for one column); W x at batch 1 uses the kernel.
     if constexpr (std::is_same_v<T, float> && !(TransA && TransB)) {
-        if (n > 2 && m > 1 && k > 0) {
+        if ((n > 2 || !TransA) && m > 1 && k > 0) {
             if constexpr (!TransA) {
                 avx512::gemm(m, n, k, A, lda, B, TransB ? ldb : 1, TransB ? 1 : ldb, C, ldc, e);
             } else {  // dX = W^T G: A^T packed 64 rows at a time into `scratch` (grown once)
@@ -267,6 +300,11 @@ void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Inde
         for (Index j = 0; j < n; ++j) VecMap<T>(C + j * ldc, m).setZero();
     }
     if (k > 0) gemm_acc_eigen<TransA, TransB>(m, n, k, A, lda, B, ldb, C, ldc, scratch);
+    if (e.relu_in_place)
+        for (Index j = 0; j < n; ++j) {
+            VecMap<T> c(C + j * ldc, m);
+            c.array() = c.array().max(T(0));
+        }
     if (e.relu)
         for (Index j = 0; j < n; ++j)
             VecMap<T>(e.relu + j * e.ldh, m).array() = Eigen::Map<const Vec<T>>(C + j * ldc, m).array().max(T(0));
@@ -365,19 +403,18 @@ public:
                                        out.data(), out_, c.gemm, e);
     }
 
-    /// forward() followed by h = max(out, 0) (ReLU), fused into the GEMM's epilogue where the
-    /// kernel supports it: the same values as forward() then ReLU::forward.
-    void forward_relu(MatCRef<T> in, Mat<T>& out, Mat<T>& h, Cache& c) const {
+    /// h = max(W X + b, 0): forward() followed by ReLU, with the bias and the activation in
+    /// the GEMM's epilogue where the kernel supports it (the pre-activation is not kept: the
+    /// ReLU's backward needs only h). The same values as forward() then ReLU::forward.
+    void forward_relu(MatCRef<T> in, Mat<T>& h, Cache& c) const {
         detail::check_shape([this] { return name(); }, "forward input", in_, in.cols(), in.rows(),
                             in.cols());
-        ensure_shape(out, out_, in.cols());
         ensure_shape(h, out_, in.cols());
         detail::GemmEpilogue<T> e;
         e.bias = p_ + out_ * in_;
-        e.relu = h.data();
-        e.ldh = out_;
+        e.relu_in_place = true;
         detail::gemm_acc<false, false>(out_, in.cols(), in_, p_, out_, in.data(), in.outerStride(),
-                                       out.data(), out_, c.gemm, e);
+                                       h.data(), out_, c.gemm, e);
     }
 
     /// Parameter gradients: `GradMode::accumulate` adds G X^T and G 1 to the gradient views;

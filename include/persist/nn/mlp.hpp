@@ -34,7 +34,8 @@ public:
     /// Buffers of one batch size; reuse it so a fixed batch size never allocates.
     struct Workspace {
         Mat<T> x;                   // copy of the input (dW of the first layer needs it)
-        std::vector<Mat<T>> z;      // z[l]: output of Linear l
+        std::vector<Mat<T>> z;      // z[l]: output of Linear l (not kept for hidden ReLU blocks
+                                    // without LayerNorm: their backward needs only h[l])
         std::vector<Mat<T>> n;      // n[l]: LayerNorm output of hidden block l
         std::vector<Mat<T>> h;      // h[l]: activation output of hidden block l
         std::vector<Mat<T>> g;      // g[l]: dL/d(input of Linear l), l >= 1; reused in place
@@ -157,12 +158,10 @@ public:
         const std::size_t L = lin_.size();
         const Mat<T>* in = &ws.x;
         for (std::size_t l = 0; l < L; ++l) {
-            if constexpr (std::is_same_v<Act<T>, ReLU<T>>) {
-                if (l + 1 < L && !opt_.layer_norm) {  // bias and ReLU in the GEMM's epilogue
-                    lin_[l].forward_relu(*in, ws.z[l], ws.h[l], ws.lin[l]);
-                    in = &ws.h[l];
-                    continue;
-                }
+            if (l + 1 < L && fused_relu()) {  // bias and ReLU in the GEMM's epilogue
+                lin_[l].forward_relu(*in, ws.h[l], ws.lin[l]);
+                in = &ws.h[l];
+                continue;
             }
             lin_[l].forward(*in, ws.z[l], ws.lin[l]);
             if (l + 1 == L) break;
@@ -200,7 +199,7 @@ public:
                 continue;
             }
             Mat<T>& dh = ws.g[l + 1];  // dL/dh[l], turned into dL/d(pre-activation) in place
-            const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+            const Mat<T>& pre = fused_relu() ? ws.h[l] : opt_.layer_norm ? ws.n[l] : ws.z[l];
             act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
             const Mat<T>* dz = &dh;
             if (opt_.layer_norm) {
@@ -230,7 +229,7 @@ public:
         for (std::size_t l = L; l-- > 0;) {
             if (l + 1 < L) {
                 Mat<T>& dh = ws.g[l + 1];
-                const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+                const Mat<T>& pre = fused_relu() ? ws.h[l] : opt_.layer_norm ? ws.n[l] : ws.z[l];
                 act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
                 g = &dh;
                 if (opt_.layer_norm) {
@@ -247,6 +246,9 @@ public:
             }
         }
     }
+
+    /// Hidden blocks computed by Linear::forward_relu (ReLU without LayerNorm): h[l] only.
+    bool fused_relu() const { return std::is_same_v<Act<T>, ReLU<T>> && !opt_.layer_norm; }
 
     template <class V>
     void visit_state(V&& v) {
