@@ -3,11 +3,12 @@
 // that hit every tile remainder of the AVX-512 kernel (rows % 16, rows % 64, columns % 6, n <= 2
 // and m == 1 routed to GEMV, k % 16 of the transposed panel) with leading dimensions larger than
 // the matrices, and every epilogue: C += R, C = R, C = b 1^T + R, H = max(C, 0) beside it, and
-// C = max(C + R, 0) in place.
+// C = max(C + R, 0) in place, C masked by a ReLU output, and the row sums of op(A).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "persist/core/random.hpp"
@@ -18,7 +19,7 @@ using persist::Vec;
 
 namespace {
 
-enum class Epi { accumulate, overwrite, bias, bias_relu, relu_in_place };
+enum class Epi { accumulate, overwrite, bias, bias_relu, relu_in_place, mask, row_sum, row_sum_overwrite };
 
 template <bool TA, bool TB, class T>
 void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, Epi epi = Epi::accumulate) {
@@ -36,6 +37,17 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
     e.overwrite = epi == Epi::overwrite;
     if (epi == Epi::bias || epi == Epi::bias_relu) e.bias = bias.data();
     e.relu_in_place = epi == Epi::relu_in_place;
+    std::vector<T> mask(static_cast<std::size_t>(ldc * n)), rsum(static_cast<std::size_t>(m + 1));
+    for (auto& v : mask) v = rng.uniform<T>(T(-1), T(1));
+    if (!mask.empty()) mask[0] = std::numeric_limits<T>::quiet_NaN();  // NaN masks out, as ReLU' does
+    for (auto& v : rsum) v = rng.uniform<T>(T(-1), T(1));
+    const std::vector<T> rsum0 = rsum;
+    if (epi == Epi::mask) {
+        e.mask = mask.data();
+        e.ldm = ldc;
+    }
+    if (epi == Epi::row_sum || epi == Epi::row_sum_overwrite) e.row_sum = rsum.data();
+    if (epi == Epi::row_sum_overwrite) e.overwrite = true;
     if (epi == Epi::bias_relu) {
         e.relu = H.data();
         e.ldh = ldc;
@@ -52,8 +64,10 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
             }
             if (epi == Epi::bias_relu) REQUIRE(H[c] == std::max(C[c], T(0)));
             else REQUIRE(H[c] == T(7));
-            double want = epi == Epi::accumulate || epi == Epi::relu_in_place ? static_cast<double>(C0[c])
-                          : epi == Epi::overwrite ? 0.0
+            const bool acc = epi == Epi::accumulate || epi == Epi::relu_in_place || epi == Epi::mask ||
+                             epi == Epi::row_sum;
+            double want = acc ? static_cast<double>(C0[c])
+                          : epi == Epi::overwrite || epi == Epi::row_sum_overwrite ? 0.0
                                                   : static_cast<double>(bias[static_cast<std::size_t>(i)]);
             for (Index p = 0; p < k; ++p) {
                 const double a = TA ? A[static_cast<std::size_t>(p + i * lda)] : A[static_cast<std::size_t>(i + p * lda)];
@@ -61,9 +75,22 @@ void check_shape(Index m, Index n, Index k, persist::Rng& rng, Vec<T>& scratch, 
                 want += a * b;
             }
             if (epi == Epi::relu_in_place) want = std::max(want, 0.0);
+            if (epi == Epi::mask && !(mask[c] > T(0))) want = 0.0;
             INFO("m " << m << " n " << n << " k " << k << " TA " << TA << " TB " << TB << " at (" << i << ", " << j << ")");
             REQUIRE(std::abs(static_cast<double>(C[c]) - want) <= tol);
         }
+    for (Index i = 0; i <= m; ++i) {  // row sums of op(A); the entry past m untouched
+        const std::size_t r = static_cast<std::size_t>(i);
+        if (i == m || (epi != Epi::row_sum && epi != Epi::row_sum_overwrite)) {
+            REQUIRE(rsum[r] == rsum0[r]);
+            continue;
+        }
+        double want = epi == Epi::row_sum ? static_cast<double>(rsum0[r]) : 0.0;
+        for (Index p = 0; p < k; ++p)
+            want += TA ? A[static_cast<std::size_t>(p + i * lda)] : A[static_cast<std::size_t>(i + p * lda)];
+        INFO("row sum " << i << " of m " << m << " n " << n << " k " << k << " TA " << TA << " TB " << TB);
+        REQUIRE(std::abs(static_cast<double>(rsum[r]) - want) <= tol);
+    }
 }
 
 }  // namespace
@@ -89,7 +116,8 @@ TEMPLATE_TEST_CASE("gemm_acc epilogues: overwrite, bias, bias + ReLU", "[nn][gem
     using T = TestType;
     persist::Rng rng(4);
     Vec<T> scratch;
-    for (Epi epi : {Epi::overwrite, Epi::bias, Epi::bias_relu, Epi::relu_in_place})
+    for (Epi epi : {Epi::overwrite, Epi::bias, Epi::bias_relu, Epi::relu_in_place, Epi::mask, Epi::row_sum,
+                     Epi::row_sum_overwrite})
         for (Index m : {1, 2, 9, 16, 33, 64, 65, 100})
             for (Index n : {1, 2, 3, 7, 13})
                 for (Index k : {0, 1, 17, 64}) {

@@ -39,8 +39,11 @@ namespace detail {
 /// What gemm_acc does with the product R = op(A) op(B): C += R by default; C = R with
 /// `overwrite`; C = b 1^T + R with `bias` (a column of m, implies overwrite); with `relu` it
 /// also writes H = max(C, 0) (leading dimension `ldh`, NaN propagates as in Eigen's max);
-/// with `relu_in_place` C itself becomes max(C, 0). The AVX-512 kernel applies these in its
-/// register epilogue: no zeroing, bias or activation pass over memory.
+/// with `relu_in_place` C itself becomes max(C, 0); with `mask` (leading dimension `ldm`) C is
+/// zeroed where mask <= 0 or NaN (ReLU's derivative from its output: C = mask > 0 ? C : 0);
+/// with `row_sum` the row sums of op(A) (m of them) are written (`overwrite`) or added to it
+/// (db = G 1 beside dW = G X^T). The AVX-512 kernel applies these in its register epilogue:
+/// no zeroing, bias, activation or reduction pass over memory.
 template <class T>
 struct GemmEpilogue {
     bool overwrite = false;
@@ -48,6 +51,9 @@ struct GemmEpilogue {
     T* relu = nullptr;
     Index ldh = 0;
     bool relu_in_place = false;
+    const T* mask = nullptr;
+    Index ldm = 0;
+    T* row_sum = nullptr;
 };
 
 #if PERSIST_NN_AVX512_GEMM
@@ -67,6 +73,8 @@ struct V16 {
     static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
+    /// m > 0 ? x : 0 (false for NaN m).
+    static V where_positive(V m, V x) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, zero(), _CMP_GT_OQ), x); }
 };
 
 #if defined(__AVX512VL__)
@@ -86,6 +94,7 @@ struct V8 {
     static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
+    static V where_positive(V m, V x) { return _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(m, zero(), _CMP_GT_OQ), x); }
 };
 #endif
 
@@ -102,11 +111,19 @@ inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, 
     for (int j = 0; j < NR; ++j)
 #pragma GCC unroll 4
         for (int v = 0; v < MV; ++v) acc[v][j] = S::zero();
+    V rsum[MV];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) rsum[v] = S::zero();
+    const bool sums = e.row_sum != nullptr;
     for (Index p = 0; p < k; ++p) {
         V a[MV];
         const float* ap = A + p * lda;
 #pragma GCC unroll 4
         for (int v = 0; v < MV; ++v) a[v] = v == MV - 1 ? S::load(last, ap + W * v) : S::load(ap + W * v);
+        if (sums) {
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; ++v) rsum[v] = S::add(rsum[v], a[v]);
+        }
         const float* bp = B + p * rsb;
 #pragma GCC unroll 12
         for (int j = 0; j < NR; ++j) {
@@ -120,6 +137,13 @@ inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, 
         if (v == MV - 1) S::store(last, q, x);
         else S::store(q, x);
     };
+    if (sums) {
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) {
+            float* q = e.row_sum + W * v;
+            store(q, v, e.overwrite ? rsum[v] : S::add(load(q, v), rsum[v]));
+        }
+    }
     if (e.bias) {
         V b[MV];
 #pragma GCC unroll 4
@@ -140,7 +164,8 @@ inline void tile(Index k, const float* A, Index lda, const float* B, Index rsb, 
 #pragma GCC unroll 4
         for (int v = 0; v < MV; ++v) {
             float* c = C + j * ldc + W * v;
-            const V r = e.overwrite ? acc[v][j] : S::add(load(c, v), acc[v][j]);
+            V r = e.overwrite ? acc[v][j] : S::add(load(c, v), acc[v][j]);
+            if (e.mask) r = S::where_positive(load(e.mask + j * e.ldm + W * v, v), r);
             store(c, v, e.relu_in_place ? S::max(S::zero(), r) : r);
             if (e.relu) store(e.relu + j * e.ldh + W * v, v, S::max(S::zero(), r));
         }
@@ -153,8 +178,12 @@ inline void column_tiles(Index n, Index k, const float* A, Index lda, const floa
                          Index ldc, typename S::Mask last, GemmEpilogue<float> e) {
     Index j = 0;
     float* const h0 = e.relu;
+    const float* const m0 = e.mask;
+    float* const sum0 = e.row_sum;
     const auto at = [&](Index col) {
         if (h0) e.relu = h0 + col * e.ldh;
+        if (m0) e.mask = m0 + col * e.ldm;
+        e.row_sum = col == 0 ? sum0 : nullptr;  // the row sums once, in the first column tile
         return e;
     };
     for (; j + NR <= n; j += NR) tile<S, MV, NR>(k, A, lda, B + j * csb, rsb, csb, C + j * ldc, ldc, last, at(j));
@@ -200,6 +229,8 @@ inline void row_block(Index rows, Index n, Index k, const float* A, Index lda, c
 inline GemmEpilogue<float> rows_from(GemmEpilogue<float> e, Index i) {
     if (e.bias) e.bias += i;
     if (e.relu) e.relu += i;
+    if (e.mask) e.mask += i;
+    if (e.row_sum) e.row_sum += i;
     return e;
 }
 
@@ -299,7 +330,22 @@ void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Inde
     } else if (e.overwrite) {
         for (Index j = 0; j < n; ++j) VecMap<T>(C + j * ldc, m).setZero();
     }
+    if (e.row_sum) {
+        VecMap<T> rs(e.row_sum, m);
+        if (e.overwrite) rs.setZero();
+        using CMap = Eigen::Map<const Mat<T>, 0, Eigen::OuterStride<>>;
+        if (k > 0) {
+            if constexpr (TransA) rs.noalias() += CMap(A, k, m, Eigen::OuterStride<>(lda)).colwise().sum().transpose();
+            else rs.noalias() += CMap(A, m, k, Eigen::OuterStride<>(lda)).rowwise().sum();
+        }
+    }
     if (k > 0) gemm_acc_eigen<TransA, TransB>(m, n, k, A, lda, B, ldb, C, ldc, scratch);
+    if (e.mask)
+        for (Index j = 0; j < n; ++j) {
+            T* c = C + j * ldc;
+            const T* mk = e.mask + j * e.ldm;
+            for (Index i = 0; i < m; ++i) c[i] = mk[i] > T(0) ? c[i] : T(0);
+        }
     if (e.relu_in_place)
         for (Index j = 0; j < n; ++j) {
             VecMap<T> c(C + j * ldc, m);
@@ -420,8 +466,10 @@ public:
     /// Parameter gradients: `GradMode::accumulate` adds G X^T and G 1 to the gradient views;
     /// `GradMode::overwrite` writes them (equivalent to zeroing this layer's gradients first,
     /// without the separate pass; at B = 1 dW is a single outer product).
+    /// With `relu_mask` (the output h of a ReLU that computed this layer's input), grad_in gets
+    /// dL/d(ReLU input) = (h > 0) * W^T G directly, the ReLU's backward fused into the product.
     void backward(MatCRef<T> in, MatCRef<T>, MatCRef<T> grad_out, Mat<T>* grad_in, Cache& c,
-                  bool param_grads, GradMode mode = GradMode::accumulate) {
+                  bool param_grads, GradMode mode = GradMode::accumulate, const Mat<T>* relu_mask = nullptr) {
         detail::check_shape([this] { return name(); }, "backward grad_out", out_, in.cols(),
                             grad_out.rows(), grad_out.cols());
         const Index B = in.cols();
@@ -431,19 +479,24 @@ public:
                 weight_grad().noalias() = grad_out.col(0) * in.col(0).transpose();
                 bias_grad() = grad_out.col(0);
             } else {
-                // dW (+)= G X^T, db (+)= G 1
+                // dW (+)= G X^T, db (+)= G 1 (the row sums of G, in the same GEMM)
                 detail::GemmEpilogue<T> e;
                 e.overwrite = mode == GradMode::overwrite;
+                e.row_sum = g_ + out_ * in_;
                 detail::gemm_acc<false, true>(out_, in_, B, grad_out.data(), grad_out.outerStride(),
                                               in.data(), in.outerStride(), g_, out_, c.gemm, e);
-                if (e.overwrite) bias_grad().noalias() = grad_out.rowwise().sum();
-                else bias_grad().noalias() += grad_out.rowwise().sum();
             }
         }
         if (grad_in) {  // dX = W^T G
             ensure_shape(*grad_in, in_, B);
             detail::GemmEpilogue<T> e;
             e.overwrite = true;
+            if (relu_mask) {  // dX * (h > 0): the derivative of a ReLU that produced this input
+                detail::check_shape([this] { return name(); }, "backward relu_mask", in_, B, relu_mask->rows(),
+                                    relu_mask->cols());
+                e.mask = relu_mask->data();
+                e.ldm = in_;
+            }
             detail::gemm_acc<true, false>(in_, B, out_, p_, out_, grad_out.data(),
                                           grad_out.outerStride(), grad_in->data(), in_, c.gemm, e);
         }

@@ -191,16 +191,23 @@ public:
                             grad_out.rows(), grad_out.cols());
         if (!grad_in && !param_grads) return;
         typename Act<T>::Cache ac;
+        // Fused ReLU blocks: layer l's input gradient comes out of its GEMM already multiplied
+        // by h[l-1] > 0 (ReLU's derivative), so ws.g[l] holds dL/dz[l-1] and the activation's
+        // own backward pass is skipped.
+        const bool fused = fused_relu();
         for (std::size_t l = L; l-- > 0;) {
             const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
             Mat<T>* gin = l == 0 ? grad_in : &ws.g[l];
+            const Mat<T>* mask = fused && l > 0 ? &ws.h[l - 1] : nullptr;
             if (l + 1 == L) {
-                lin_[l].backward(in, ws.z[l], grad_out, gin, ws.lin[l], param_grads, mode);
+                lin_[l].backward(in, ws.z[l], grad_out, gin, ws.lin[l], param_grads, mode, mask);
                 continue;
             }
             Mat<T>& dh = ws.g[l + 1];  // dL/dh[l], turned into dL/d(pre-activation) in place
-            const Mat<T>& pre = fused_relu() ? ws.h[l] : opt_.layer_norm ? ws.n[l] : ws.z[l];
-            act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+            if (!fused) {
+                const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+                act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+            }
             const Mat<T>* dz = &dh;
             if (opt_.layer_norm) {
                 if (param_grads && mode == GradMode::overwrite) {
@@ -210,7 +217,7 @@ public:
                 ln_[l].backward(ws.z[l], ws.n[l], dh, &ws.gz[l], ws.ln[l], param_grads);
                 dz = &ws.gz[l];
             }
-            lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads, mode);
+            lin_[l].backward(in, ws.z[l], *dz, gin, ws.lin[l], param_grads, mode, mask);
         }
     }
 
@@ -225,12 +232,15 @@ public:
         detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
                             grad_out.rows(), grad_out.cols());
         typename Act<T>::Cache ac;
+        const bool fused = fused_relu();  // as in backward()
         const Mat<T>* g = nullptr;  // dL/dz of layer l (grad_out for the last)
         for (std::size_t l = L; l-- > 0;) {
             if (l + 1 < L) {
                 Mat<T>& dh = ws.g[l + 1];
-                const Mat<T>& pre = fused_relu() ? ws.h[l] : opt_.layer_norm ? ws.n[l] : ws.z[l];
-                act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+                if (!fused) {
+                    const Mat<T>& pre = opt_.layer_norm ? ws.n[l] : ws.z[l];
+                    act_[l].backward(pre, ws.h[l], dh, &dh, ac, false);
+                }
                 g = &dh;
                 if (opt_.layer_norm) {
                     ln_[l].backward(ws.z[l], ws.n[l], dh, &ws.gz[l], ws.ln[l], false);
@@ -242,7 +252,8 @@ public:
                 lin_[0].input_grad_rows(go, row0, rows, grad_in, ws.lin[0]);
             } else {
                 const Mat<T>& in = ws.h[l - 1];
-                lin_[l].backward(in, ws.z[l], go, &ws.g[l], ws.lin[l], false);
+                lin_[l].backward(in, ws.z[l], go, &ws.g[l], ws.lin[l], false, GradMode::accumulate,
+                                 fused ? &ws.h[l - 1] : nullptr);
             }
         }
     }
