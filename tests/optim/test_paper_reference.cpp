@@ -433,3 +433,42 @@ TEMPLATE_TEST_CASE("SAM matches a scalar loop of Foret et al. 2021 Algorithm 1",
         CHECK((seen - p0).norm() == Approx(0.3).epsilon(1e-5));
     }
 }
+
+// ---- Adam / AdamW over several of step()'s 1024-element chunks --------------------------
+TEMPLATE_TEST_CASE("Adam and AdamW over 2500 parameters (three chunks) match an element-wise loop",
+                   "[optim][paper][adam]", float, double) {
+    using T = TestType;
+    const Index n = 2500;
+    const auto grads = persist_test::gradient_sequence<T>(n, 30, 13);
+    for (bool decoupled : {false, true})
+        for (bool ams : {false, true}) {
+            const T lr = T(3e-3), b1 = T(0.9), b2 = T(0.99), eps = T(1e-8), wd = T(0.05);
+            Vec<T> p = Vec<T>::LinSpaced(n, T(-1), T(2));
+            std::vector<T> q = to_std(p), m(static_cast<std::size_t>(n), T(0)), v = m, vmax = m;
+            Adam<T> adam(n, {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd, .amsgrad = ams});
+            AdamW<T> adamw(n, {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd, .amsgrad = ams});
+            double w = 0.0;
+            int t = 0;
+            for (const auto& g : grads) {
+                if (decoupled) adamw.step(p, g);
+                else adam.step(p, g);
+                ++t;
+                const double bc1 = 1.0 - std::pow(static_cast<double>(b1), t);
+                const double bc2 = 1.0 - std::pow(static_cast<double>(b2), t);
+                for (std::size_t i = 0; i < q.size(); ++i) {
+                    T gi = g[static_cast<Index>(i)];
+                    if (decoupled) q[i] *= static_cast<T>(1.0 - static_cast<double>(lr) * static_cast<double>(wd));
+                    else gi += wd * q[i];
+                    m[i] = b1 * m[i] + (T(1) - b1) * gi;
+                    v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
+                    vmax[i] = std::max(vmax[i], v[i]);
+                    const T vh = ams ? vmax[i] : v[i];
+                    q[i] -= static_cast<T>(static_cast<double>(lr) / bc1) * m[i] /
+                            (std::sqrt(vh) / static_cast<T>(std::sqrt(bc2)) + eps);
+                }
+                w = std::max(w, worst(p, q));
+            }
+            INFO("decoupled " << decoupled << " amsgrad " << ams);
+            CHECK(w <= 1.0);
+        }
+}
