@@ -40,7 +40,8 @@ namespace detail {
 /// `overwrite`; C = b 1^T + R with `bias` (a column of m, implies overwrite); with `relu` it
 /// also writes H = max(C, 0) (leading dimension `ldh`, NaN propagates as in Eigen's max);
 /// with `relu_in_place` C itself becomes max(C, 0); with `mask` (leading dimension `ldm`) C is
-/// zeroed where mask <= 0 or NaN (ReLU's derivative from its output: C = mask > 0 ? C : 0);
+/// zeroed where mask <= 0 or NaN (ReLU's derivative from its output: C = mask > 0 ? C : 0;
+/// backward products only: the AVX-512 kernel ignores `mask` together with `bias`);
 /// with `row_sum` the row sums of op(A) (m of them) are written (`overwrite`) or added to it
 /// (db = G 1 beside dW = G X^T). The AVX-512 kernel applies these in its register epilogue:
 /// no zeroing, bias, activation or reduction pass over memory.
