@@ -235,17 +235,12 @@ void BM_SearchScenes(benchmark::State& state) {
     }
 }
 
-/// AmortizedShield (g_phi 256-256, checks at alpha 0.97) over a search run at confidence 1, so
-/// that its projections, g_phi's targets, lie inside the 0.97 set with a margin
-/// (docs/amortized_shield.md, "Train on targets with a margin"): 512 search-mode decisions on
-/// scenes of the same distribution (seed 7) plus 5000 Adam steps, then amortized-mode decisions
-/// on the benchmark's scenes (seed 99, not trained on) are timed, fallbacks to the search
-/// included (counter fallback_rate; no training during the timing).
-void BM_AmortizedScenes(benchmark::State& state) {
-    const auto& w = workload();
-    persist::shield::RolloutShieldOptions strict;
-    strict.conf = 1.0;
-    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
+/// The amortized protocol shared by BM_AmortizedScenes and BM_AmortizedTrained: g_phi learns
+/// from 512 search-mode decisions (scenes of seed 7) and 5000 Adam steps, then decisions on 128
+/// unseen scenes (seed 99) are timed, fallbacks included, no training while timed.
+/// `scenes_of(n, seed, tried)` draws the workload's unsafe, projectable scenes.
+template <class S, class ScenesOf>
+void amortized_protocol(benchmark::State& state, S& sh, ScenesOf scenes_of, double overshoot) {
     persist::shield::AmortizedShieldOptions opt;
     opt.alpha = 0.97;
     opt.switch_after_steps = 512;
@@ -253,24 +248,41 @@ void BM_AmortizedScenes(benchmark::State& state) {
     opt.capacity = 4096;
     opt.identity_fraction = 0.0;
     opt.train_steps_per_fallback = 0;
-    persist::shield::AmortizedShield<Shield&> am(sh, 1, kX, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
+    opt.target_overshoot = overshoot;
+    persist::shield::AmortizedShield<S&> am(sh, 1, kX, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
     const Vec<T> o = Vec<T>::Zero(1);
     Vec<T> out(kA);
-    for (const auto& s : unsafe_scenes(512, 7)) am.project(s.a, o, s.x, out);
+    for (const auto& s : scenes_of(512, 7, nullptr)) am.project(s.a, o, s.x, out);
     for (int i = 0; i < 5000; ++i) am.update();
     int tried = 0;
-    const auto scenes = unsafe_scenes(128, 99, &tried);
+    const auto scenes = scenes_of(128, 99, &tried);
     const auto st0 = am.stats();
     std::size_t k = 0;
+    double dist = 0;
     for (auto _ : state) {
         const auto& s = scenes[k++ % scenes.size()];
-        benchmark::DoNotOptimize(am.project(s.a, o, s.x, out));
+        const auto d = am.project(s.a, o, s.x, out);
+        dist += static_cast<double>(d.distance);
+        benchmark::DoNotOptimize(d);
     }
     const auto& st = am.stats();
     const double n = static_cast<double>(st.decisions - st0.decisions);
+    state.counters["mean_distance"] = dist / n;
     state.counters["fallback_rate"] = static_cast<double>(st.fallbacks - st0.fallbacks) / n;
     state.counters["scenes_feasible_share"] = static_cast<double>(scenes.size()) / tried;
     state.counters["checks_per_decision"] = static_cast<double>(st.probability_calls - st0.probability_calls) / n;
+}
+
+/// AmortizedShield (g_phi 256-256, checks at alpha 0.97) over a search run at confidence 1, so
+/// that its projections, g_phi's targets, lie inside the 0.97 set with a margin
+/// (docs/amortized_shield.md, "Train on targets with a margin"), with amortized_protocol.
+void BM_AmortizedScenes(benchmark::State& state) {
+    const auto& w = workload();
+    persist::shield::RolloutShieldOptions strict;
+    strict.conf = 1.0;
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
+    amortized_protocol(state, sh, [](int n, std::uint64_t seed, int* tried) { return unsafe_scenes(n, seed, tried); },
+                       0.0);
 }
 
 // --- The same comparison with a trained internal model ------------------------------------
@@ -375,40 +387,12 @@ void BM_AmortizedTrained(benchmark::State& state) {
     persist::shield::RolloutShieldOptions strict;
     strict.conf = 1.0;
     TrainedShield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
-    persist::shield::AmortizedShieldOptions opt;
-    opt.alpha = 0.97;
-    opt.switch_after_steps = 512;
-    opt.min_samples = 256;
-    opt.capacity = 4096;
-    opt.identity_fraction = 0.0;
-    opt.train_steps_per_fallback = 0;
     // Targets 30 % past the search's projection (AmortizedShieldOptions::target_overshoot): with
     // exact targets (0) g_phi lands on the boundary of the conf-1 set and 43 % of its
     // proposals fail the 0.97 check (measured: 2.7 ms per decision, 2.5x); mean_distance
     // reports what the margin costs in distance moved (BM_SearchTrained: the search's).
-    opt.target_overshoot = 0.3;
-    persist::shield::AmortizedShield<TrainedShield&> am(sh, 1, kX, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), opt);
-    const Vec<T> o = Vec<T>::Zero(1);
-    Vec<T> out(kA);
-    for (const auto& s : trained_scenes(512, 7)) am.project(s.a, o, s.x, out);
-    for (int i = 0; i < 5000; ++i) am.update();
-    int tried = 0;
-    const auto scenes = trained_scenes(128, 99, &tried);
-    const auto st0 = am.stats();
-    std::size_t k = 0;
-    double dist = 0;
-    for (auto _ : state) {
-        const auto& s = scenes[k++ % scenes.size()];
-        const auto d = am.project(s.a, o, s.x, out);
-        dist += static_cast<double>(d.distance);
-        benchmark::DoNotOptimize(d);
-    }
-    const auto& st = am.stats();
-    const double n = static_cast<double>(st.decisions - st0.decisions);
-    state.counters["mean_distance"] = dist / n;
-    state.counters["fallback_rate"] = static_cast<double>(st.fallbacks - st0.fallbacks) / n;
-    state.counters["scenes_feasible_share"] = static_cast<double>(scenes.size()) / tried;
-    state.counters["checks_per_decision"] = static_cast<double>(st.probability_calls - st0.probability_calls) / n;
+    amortized_protocol(state, sh, [](int n, std::uint64_t seed, int* tried) { return trained_scenes(n, seed, tried); },
+                       0.3);
 }
 
 int take_threads(int& argc, char** argv) {
