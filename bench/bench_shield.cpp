@@ -199,21 +199,20 @@ void BM_EigenGemm(benchmark::State& state) {
 struct Scene {
     Vec<T> x, a;
 };
-std::vector<Scene> unsafe_scenes(int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
-    const auto& w = workload();
+template <class Sample>
+std::vector<Scene> draw_scenes(const EnsembleRolloutModel<T>& model, const persist::viability::ConstraintSet<T>& cs,
+                               Sample sample, int n, std::uint64_t seed, int* unsafe_seen) {
     persist::shield::RolloutShieldOptions strict;
     strict.conf = 1.0;
-    Shield check(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
-    Shield search(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
+    Shield check(model, cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
+    Shield search(model, cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
     persist::Rng rng(seed);
     const Vec<T> o = Vec<T>::Zero(1);
     std::vector<Scene> out;
     Vec<T> tmp(kA);
     while (static_cast<int>(out.size()) < n) {
         Scene s{Vec<T>(kX), Vec<T>(kA)};
-        s.x << T(0.03) + T(0.01) * rng.uniform<T>(T(-1), T(1)), T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1)),
-            T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1));
-        s.a << rng.uniform<T>(T(0.5), T(1)), rng.uniform<T>(T(0.5), T(1));
+        sample(rng, s);
         if (check.probability(s.a, o, s.x) >= check.alpha()) continue;
         if (unsafe_seen) ++*unsafe_seen;
         if (search.project(s.a, o, s.x, tmp).feasible) out.push_back(s);
@@ -221,18 +220,39 @@ std::vector<Scene> unsafe_scenes(int n, std::uint64_t seed, int* unsafe_seen = n
     return out;
 }
 
-/// The search (CEM 64 x 4 at the default confidence 0.97, eigen backend) deciding the scenes.
-void BM_SearchScenes(benchmark::State& state) {
+std::vector<Scene> unsafe_scenes(int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
     const auto& w = workload();
-    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
-    const auto scenes = unsafe_scenes(128, 99);
+    const auto sample = [](persist::Rng& rng, Scene& s) {
+        s.x << T(0.03) + T(0.01) * rng.uniform<T>(T(-1), T(1)), T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1)),
+            T(0.06) + T(0.01) * rng.uniform<T>(T(-1), T(1));
+        s.a << rng.uniform<T>(T(0.5), T(1)), rng.uniform<T>(T(0.5), T(1));
+    };
+    return draw_scenes(w.model(), w.cs, sample, n, seed, unsafe_seen);
+}
+
+/// The search alone (CEM 64 x 4 at the default confidence 0.97, eigen backend) deciding 128
+/// scenes; counter mean_distance = mean ||a_safe - a||.
+void search_protocol(benchmark::State& state, const EnsembleRolloutModel<T>& model,
+                     const persist::viability::ConstraintSet<T>& cs, const std::vector<Scene>& scenes) {
+    Shield sh(model, cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
     const Vec<T> o = Vec<T>::Zero(1);
     Vec<T> out(kA);
     std::size_t k = 0;
+    double dist = 0, n = 0;
     for (auto _ : state) {
         const auto& s = scenes[k++ % scenes.size()];
-        benchmark::DoNotOptimize(sh.project(s.a, o, s.x, out));
+        const auto d = sh.project(s.a, o, s.x, out);
+        dist += static_cast<double>(d.distance);
+        n += 1;
+        benchmark::DoNotOptimize(d);
     }
+    state.counters["mean_distance"] = n > 0 ? dist / n : 0.0;
+}
+
+/// The search deciding the random workload's scenes.
+void BM_SearchScenes(benchmark::State& state) {
+    const auto& w = workload();
+    search_protocol(state, w.model(), w.cs, unsafe_scenes(128, 99));
 }
 
 /// The amortized protocol shared by BM_AmortizedScenes and BM_AmortizedTrained: g_phi learns
@@ -295,9 +315,6 @@ void BM_AmortizedScenes(benchmark::State& state) {
 //   du = 0.01 a0 + 0.002 a1,  dv = 0.01 a1,  dw = 0.004 (a0 - a1),  + N(0, 0.0005^2) each,
 // and the shield, the scenes and g_phi's training follow the protocol of BM_AmortizedScenes.
 
-using TrainedShield =
-    persist::shield::RolloutShield<T, EnsembleRolloutModel<T>, LinearConstraintsView<T>, HoldObservation<T>>;
-
 struct TrainedWorkload {
     persist::models::GaussianEnsemble<T> ens;
     persist::viability::ConstraintSet<T> cs{{"u", "v", "w"}, {"u >= -0.06", "v in [-0.08, 0.08]", "u + 0.5*w < 0.07"}};
@@ -341,42 +358,17 @@ const TrainedWorkload& trained() {
 /// confidence 1 can project.
 std::vector<Scene> trained_scenes(int n, std::uint64_t seed, int* unsafe_seen = nullptr) {
     const auto& w = trained();
-    persist::shield::RolloutShieldOptions strict;
-    strict.conf = 1.0;
-    TrainedShield check(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
-    TrainedShield search(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
-    persist::Rng rng(seed);
-    const Vec<T> o = Vec<T>::Zero(1);
-    std::vector<Scene> out;
-    Vec<T> tmp(kA);
-    while (static_cast<int>(out.size()) < n) {
-        Scene s{Vec<T>(kX), Vec<T>(kA)};
+    const auto sample = [](persist::Rng& rng, Scene& s) {
         s.x << rng.uniform<T>(T(0.0), T(0.04)), rng.uniform<T>(T(0.02), T(0.07)), rng.uniform<T>(T(0.0), T(0.06));
         s.a << rng.uniform<T>(T(0.2), T(1)), rng.uniform<T>(T(0.2), T(1));
-        if (check.probability(s.a, o, s.x) >= check.alpha()) continue;
-        if (unsafe_seen) ++*unsafe_seen;
-        if (search.project(s.a, o, s.x, tmp).feasible) out.push_back(s);
-    }
-    return out;
+    };
+    return draw_scenes(w.model(), w.cs, sample, n, seed, unsafe_seen);
 }
 
 /// The search alone on the trained model's unsafe scenes (CEM 64 x 4, conf 0.97).
 void BM_SearchTrained(benchmark::State& state) {
     const auto& w = trained();
-    TrainedShield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), {});
-    const auto scenes = trained_scenes(128, 99);
-    const Vec<T> o = Vec<T>::Zero(1);
-    Vec<T> out(kA);
-    std::size_t k = 0;
-    double dist = 0, n = 0;
-    for (auto _ : state) {
-        const auto& s = scenes[k++ % scenes.size()];
-        const auto d = sh.project(s.a, o, s.x, out);
-        dist += static_cast<double>(d.distance);
-        n += 1;
-        benchmark::DoNotOptimize(d);
-    }
-    state.counters["mean_distance"] = n > 0 ? dist / n : 0.0;
+    search_protocol(state, w.model(), w.cs, trained_scenes(128, 99));
 }
 
 /// AmortizedShield over the trained model: BM_AmortizedScenes' protocol (search at conf 1 for
@@ -386,7 +378,7 @@ void BM_AmortizedTrained(benchmark::State& state) {
     const auto& w = trained();
     persist::shield::RolloutShieldOptions strict;
     strict.conf = 1.0;
-    TrainedShield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
+    Shield sh(w.model(), w.cs, {}, Vec<T>::Constant(kA, -1), Vec<T>::Constant(kA, 1), strict);
     // Targets 30 % past the search's projection (AmortizedShieldOptions::target_overshoot): with
     // exact targets (0) g_phi lands on the boundary of the conf-1 set and 43 % of its
     // proposals fail the 0.97 check (measured: 2.7 ms per decision, 2.5x); mean_distance

@@ -675,32 +675,52 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::PersistConfig, env, internal_state, via
 
 namespace persist::config {
 
+namespace detail {
+/// `target` with each constraint k moved by amounts[k] (>= 0, in the units of its expression):
+/// outward (`widen`: >= / > thresholds down, <= / < up, intervals out) or inward (thresholds the
+/// other way, intervals in; an interval left empty is an error). `who` / `what` name the caller
+/// and its argument in messages.
+template <class T>
+viability::ConstraintSet<T> offset_constraints(const viability::ConstraintSet<T>& target, const std::vector<double>& amounts,
+                                               bool widen, const std::string& who, const std::string& what) {
+    if (static_cast<Index>(amounts.size()) != target.num_constraints())
+        throw ConfigError(who + ": expected " + std::to_string(target.num_constraints()) + " " + what +
+                          " (one per constraint), got " + std::to_string(amounts.size()));
+    std::vector<viability::LinearConstraint<T>> out;
+    out.reserve(amounts.size());
+    for (Index k = 0; k < target.num_constraints(); ++k) {
+        auto c = target.constraint(k);
+        const T w = static_cast<T>(amounts[static_cast<std::size_t>(k)]);
+        if (!(w >= T(0)) || !std::isfinite(w))
+            throw ConfigError(who + ": " + what + "[" + std::to_string(k) + "] must be finite and >= 0");
+        const T d = widen ? w : -w;  // how far the safe side grows
+        switch (c.sense) {
+            case viability::Sense::ge:
+            case viability::Sense::gt: c.threshold -= d; break;
+            case viability::Sense::le:
+            case viability::Sense::lt: c.threshold += d; break;
+            case viability::Sense::interval:
+                c.lo -= d;
+                c.hi += d;
+                if (!(c.lo < c.hi))
+                    throw ConfigError(who + ": " + what + "[" + std::to_string(k) + "] = " +
+                                      std::to_string(amounts[static_cast<std::size_t>(k)]) + " leaves nothing of '" +
+                                      target.constraint(k).text + "'");
+                break;
+        }
+        c.text.clear();  // canonical form of the moved constraint
+        out.push_back(std::move(c));
+    }
+    return viability::ConstraintSet<T>::from_parsed(target.variable_names(), std::move(out));
+}
+}  // namespace detail
+
 /// Widen `target` by `widths` (one per constraint, >= 0, in the units of each constraint's
 /// expression): >= / > thresholds move down, <= / < up, intervals out on both sides. The
 /// curriculum's starting set; ConstraintSet::interpolate(start, target, s) tightens it.
 template <class T>
 viability::ConstraintSet<T> widen_constraints(const viability::ConstraintSet<T>& target, const std::vector<double>& widths) {
-    if (static_cast<Index>(widths.size()) != target.num_constraints())
-        throw ConfigError("widen_constraints: expected " + std::to_string(target.num_constraints()) +
-                          " widths (one per constraint), got " + std::to_string(widths.size()));
-    std::vector<viability::LinearConstraint<T>> out;
-    out.reserve(widths.size());
-    for (Index k = 0; k < target.num_constraints(); ++k) {
-        auto c = target.constraint(k);
-        const T w = static_cast<T>(widths[static_cast<std::size_t>(k)]);
-        if (!(w >= T(0)) || !std::isfinite(w))
-            throw ConfigError("widen_constraints: widths[" + std::to_string(k) + "] must be finite and >= 0");
-        switch (c.sense) {
-            case viability::Sense::ge:
-            case viability::Sense::gt: c.threshold -= w; break;
-            case viability::Sense::le:
-            case viability::Sense::lt: c.threshold += w; break;
-            case viability::Sense::interval: c.lo -= w; c.hi += w; break;
-        }
-        c.text.clear();  // canonical form of the widened constraint
-        out.push_back(std::move(c));
-    }
-    return viability::ConstraintSet<T>::from_parsed(target.variable_names(), std::move(out));
+    return detail::offset_constraints(target, widths, true, "widen_constraints", "widths");
 }
 
 /// Tighten `target` by `margins` (one per constraint, >= 0, in the units of each constraint's
@@ -710,34 +730,7 @@ viability::ConstraintSet<T> widen_constraints(const viability::ConstraintSet<T>&
 template <class T>
 viability::ConstraintSet<T> tighten_constraints(const viability::ConstraintSet<T>& target,
                                                 const std::vector<double>& margins) {
-    if (static_cast<Index>(margins.size()) != target.num_constraints())
-        throw ConfigError("tighten_constraints: expected " + std::to_string(target.num_constraints()) +
-                          " margins (one per constraint), got " + std::to_string(margins.size()));
-    std::vector<viability::LinearConstraint<T>> out;
-    out.reserve(margins.size());
-    for (Index k = 0; k < target.num_constraints(); ++k) {
-        auto c = target.constraint(k);
-        const T w = static_cast<T>(margins[static_cast<std::size_t>(k)]);
-        if (!(w >= T(0)) || !std::isfinite(w))
-            throw ConfigError("tighten_constraints: margins[" + std::to_string(k) + "] must be finite and >= 0");
-        switch (c.sense) {
-            case viability::Sense::ge:
-            case viability::Sense::gt: c.threshold += w; break;
-            case viability::Sense::le:
-            case viability::Sense::lt: c.threshold -= w; break;
-            case viability::Sense::interval:
-                c.lo += w;
-                c.hi -= w;
-                if (!(c.lo < c.hi))
-                    throw ConfigError("tighten_constraints: margins[" + std::to_string(k) + "] = " +
-                                      std::to_string(margins[static_cast<std::size_t>(k)]) + " leaves nothing of '" +
-                                      target.constraint(k).text + "'");
-                break;
-        }
-        c.text.clear();  // canonical form of the tightened constraint
-        out.push_back(std::move(c));
-    }
-    return viability::ConstraintSet<T>::from_parsed(target.variable_names(), std::move(out));
+    return detail::offset_constraints(target, margins, false, "tighten_constraints", "margins");
 }
 
 /// viability.constraints parsed over internal_state.dims.

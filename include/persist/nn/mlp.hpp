@@ -183,12 +183,8 @@ public:
     /// the separate pass over grads() (measurably faster at batch size 1).
     void backward(Workspace& ws, MatCRef<T> grad_out, Mat<T>* grad_in = nullptr,
                   bool param_grads = true, GradMode mode = GradMode::accumulate) {
-        check_bound();
+        check_backward(ws, grad_out, "backward");
         const std::size_t L = lin_.size();
-        if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
-            throw ShapeError(name() + ": backward called on a workspace without a forward pass");
-        detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
-                            grad_out.rows(), grad_out.cols());
         if (!grad_in && !param_grads) return;
         typename Act<T>::Cache ac;
         // Fused ReLU blocks: layer l's input gradient comes out of its GEMM already multiplied
@@ -225,12 +221,8 @@ public:
     /// forward on `ws`; no parameter gradients. Equal to those rows of backward()'s grad_in,
     /// at the cost of the first layer's product for `rows` inputs instead of all of them.
     void backward_input_rows(Workspace& ws, MatCRef<T> grad_out, Index row0, Index rows, Mat<T>& grad_in) {
-        check_bound();
+        check_backward(ws, grad_out, "backward_input_rows");
         const std::size_t L = lin_.size();
-        if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
-            throw ShapeError(name() + ": backward_input_rows called on a workspace without a forward pass");
-        detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
-                            grad_out.rows(), grad_out.cols());
         typename Act<T>::Cache ac;
         const bool fused = fused_relu();  // as in backward()
         const Mat<T>* g = nullptr;  // dL/dz of layer l (grad_out for the last)
@@ -256,6 +248,16 @@ public:
                                  fused ? &ws.h[l - 1] : nullptr);
             }
         }
+    }
+
+    /// Parameters bound, a forward pass on `ws`, grad_out of its shape; `what` names the caller.
+    void check_backward(const Workspace& ws, MatCRef<T> grad_out, const char* what) const {
+        check_bound();
+        const std::size_t L = lin_.size();
+        if (ws.z.size() != L || ws.z[L - 1].cols() != ws.x.cols())
+            throw ShapeError(name() + ": " + what + " called on a workspace without a forward pass");
+        detail::check_shape([this] { return name(); }, "backward grad_out", out_dim(), ws.x.cols(),
+                            grad_out.rows(), grad_out.cols());
     }
 
     /// Hidden blocks computed by Linear::forward_relu (ReLU without LayerNorm): h[l] only.
