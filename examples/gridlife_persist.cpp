@@ -71,6 +71,7 @@ struct Args {
     std::optional<std::string> intrinsic;
     std::optional<std::string> shield;
     std::int64_t shield_warmup = 500;
+    bool shield_warmup_given = false;
     std::optional<std::string> safety_network;     ///< on | off: overrides safety_network.enabled
     std::optional<std::int64_t> switch_after;      ///< overrides safety_network.switch_after_steps
     std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
@@ -147,7 +148,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--save") a.save = value();
         else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
         else if (f == "--resume") a.resume = value();
-        else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0);
+        else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0), a.shield_warmup_given = true;
         else if (f == "--safety-network") a.safety_network = value();
         else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
@@ -378,8 +379,22 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         else if (*a.shield == "rollout") kind = cfgns::ShieldKind::rollout;
         else throw persist::ConfigError("--shield " + *a.shield + ": expected none or rollout");
     }
-    if (kind == cfgns::ShieldKind::none)
+    if (kind == cfgns::ShieldKind::none) {
+        // Shield-only flags do nothing without a shield. They are accepted (the results script
+        // passes the same flags to both agents) but never silently: say which are ignored.
+        std::string ignored;
+        const auto note = [&](bool given, const char* flag) {
+            if (given) ignored += (ignored.empty() ? "" : ", ") + std::string(flag);
+        };
+        note(a.shield_margins.has_value(), "--shield-margins");
+        note(a.shield_warmup_given, "--shield-warmup");
+        note(a.safety_network.has_value(), "--safety-network");
+        note(a.switch_after.has_value(), "--switch-after");
+        note(a.safety_min_samples.has_value(), "--safety-min-samples");
+        note(a.safety_overshoot.has_value(), "--safety-overshoot");
+        if (!ignored.empty()) std::printf("note: %s ignored: no shield (--shield none / viability.shield.type)\n", ignored.c_str());
         return run_with(c, a, gcfg, std::move(intr), intr_name, persist::shield::NullShield<T>{}, "NullShield<float>");
+    }
     if (kind != cfgns::ShieldKind::rollout)
         throw persist::ConfigError("viability.shield.type (" + a.config +
                                    "): this example runs \"none\" or \"rollout\"; amortized, cbf and ensemble "
