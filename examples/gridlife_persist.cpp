@@ -13,6 +13,7 @@
 // Usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]
 //                         [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]
 //                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
+//                         [--demonstrations FILE] (and the flags of --help)
 //                         [--eval-episodes N] [--batch-size B] [--gradient-steps G]
 //                         [--learning-starts N] [--hidden H] [--quiet]
 //
@@ -44,6 +45,7 @@
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
 #include <persist/parallel/gridlife_rollout.hpp>
+#include <persist/replay/demonstrations.hpp>
 #include <persist/shield/amortized_shield.hpp>
 #include <persist/shield/learned_shield.hpp>
 #include <persist/shield/null_shield.hpp>
@@ -77,6 +79,7 @@ struct Args {
     std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
     std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
     std::optional<std::vector<double>> shield_margins;  ///< overrides viability.shield.margins
+    std::optional<std::string> demonstrations;          ///< enables demonstrations with this file
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -154,6 +157,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
         else if (f == "--safety-overshoot") a.safety_overshoot = parse_fraction(f, value());
         else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
+        else if (f == "--demonstrations") a.demonstrations = value();
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -164,6 +168,7 @@ Args parse(int argc, char** argv) {
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
                         "                        [--safety-min-samples N] [--safety-overshoot F] [--shield-margins M1,M2,..]\n"
+                        "                        [--demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
@@ -367,6 +372,38 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     return 0;
 }
 
+/// demonstrations (seed Change 4; config section or --demonstrations FILE): pre-train the
+/// shield's f_theta and V_psi on safe demonstrations before the first step
+/// (LearnedShield::pretrain: demonstrations.pretrain_steps updates of batch_size transitions;
+/// with pretrain_steps >= --shield-warmup the shield filters from the first step).
+template <class Shield>
+void pretrain_on_demonstrations(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLife<T>& probe,
+                                Shield& shield, std::uint64_t seed) {
+    if (!a.demonstrations && !c.demonstrations.enabled) return;
+    if (c.demonstrations.weight != 1.0)
+        throw persist::ConfigError("demonstrations.weight = " + std::to_string(c.demonstrations.weight) + " (" + a.config +
+                                   "): gridlife_persist pre-trains the shield's models on the demonstrations' "
+                                   "transitions and has no demonstration loss to weight; leave it at 1");
+    if (a.resume) {
+        std::printf("note: demonstrations not used: --resume restores the shield's trained models\n");
+        return;
+    }
+    const std::string path = a.demonstrations.value_or(c.demonstrations.path);
+    const auto demos = persist::replay::load_demonstrations<T>(path, probe.internal_dim(), probe.action_dim(),
+                                                               probe.observation_dim());
+    persist::Rng rng(seed + 16);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Index transitions = shield.pretrain(demos, static_cast<Index>(c.demonstrations.pretrain_steps),
+                                              static_cast<Index>(c.demonstrations.batch_size), rng);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("  demonstrations: %s, %lld steps in %lld episodes (%lld transitions); f_theta and V_psi pre-trained "
+                "for %lld updates of %lld in %.1f s%s\n",
+                path.c_str(), static_cast<long long>(demos.size()), static_cast<long long>(demos.num_episodes()),
+                static_cast<long long>(transitions), static_cast<long long>(c.demonstrations.pretrain_steps),
+                static_cast<long long>(c.demonstrations.batch_size), secs,
+                shield.active() ? "; the shield filters from the first step" : "");
+}
+
 /// viability.shield.type (or --shield): none -> NullShield; rollout -> LearnedShield (the
 /// internal-model ensemble and V_psi it trains, rollouts with GridLife's patch kinematics).
 /// The other kinds exist in the library but are not wired here: an error says so.
@@ -392,6 +429,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         note(a.switch_after.has_value(), "--switch-after");
         note(a.safety_min_samples.has_value(), "--safety-min-samples");
         note(a.safety_overshoot.has_value(), "--safety-overshoot");
+        note(a.demonstrations.has_value() || c.demonstrations.enabled, "demonstrations (they pre-train the shield's models)");
         if (!ignored.empty()) std::printf("note: %s ignored: no shield (--shield none / viability.shield.type)\n", ignored.c_str());
         return run_with(c, a, gcfg, std::move(intr), intr_name, persist::shield::NullShield<T>{}, "NullShield<float>");
     }
@@ -439,6 +477,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         std::printf(" (viability.shield.margins)\n");
     }
     Learned shield(std::move(shield_set), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
+    pretrain_on_demonstrations(c, a, probe, shield, seed);
     bool amortized = c.safety_network.enabled;
     if (a.safety_network) {
         if (*a.safety_network == "on") amortized = true;

@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "persist/core/random.hpp"
 #include "persist/env/exact_fp.hpp"
 #include "persist/env/gridlife.hpp"
+#include "persist/env/gridlife_forager.hpp"
 
 namespace envtest {
 
@@ -132,118 +134,23 @@ private:
     std::vector<std::uint8_t> done_;
 };
 
-/// An egocentric reactive forager: it sees only what an agent sees, the (2r+1)^2 observation
-/// patch, the sub-tile offset and x, and keeps no map. It is the reference for what a policy
-/// *without memory* can reach from the default view (docs/gridlife.md, "Survival"):
-/// - targets in priority order: a cool-down station or a tile of opposite heat when temp leaves
-///   [0.4, 0.6]; a repair station when integrity < 0.8; a refuel station when energy < 0.5
-///   (staying until 0.9); the nearest food item when energy < 0.95;
-/// - otherwise it explores in a persistent direction, turning (seeded) when the tile ahead is a
-///   hazard, a wall, outside the world or of extreme heat, and at random every ~25 steps, at
-///   0.7 of full speed;
-/// - each step it picks, among 8 full-speed moves, the exact move onto the target and standing
-///   still, the one that gets closest to the target without ending on a hazard or wall tile.
+/// persist::env::GridLifeForager (the library's memoryless reference policy, reading only o_t
+/// and x) in the act(env, a) / reset() shape measure_survival expects.
 class PatchForager {
 public:
-    explicit PatchForager(std::uint64_t seed = 0) : rng_(seed) {}
-
+    explicit PatchForager(std::uint64_t seed = 0) : seed_(seed) {}
     template <class T, class Hook>
     void act(const persist::env::GridLife<T, Hook>& env, persist::Vec<T>& a) {
-        using namespace persist::env;
-        const auto& o = env.observation();
-        const int r = static_cast<int>(env.config().view_radius), P = 2 * r + 1;
-        const double ms = env.config().max_speed;
-        const auto tile = [&](int dx, int dy, int c) {  // dx, dy relative to the agent's tile
-            return double(o[static_cast<persist::Index>(((dy + r) * P + (dx + r)) * 7 + c)]);
-        };
-        const double offx = double(o[static_cast<persist::Index>(P * P * 7)]);
-        const double offy = double(o[static_cast<persist::Index>(P * P * 7 + 1)]);
-        const auto& x = env.internal();
-        const double e = double(x[0]), tp = double(x[1]), in = double(x[2]);
-        if (refuelling_ && e >= 0.9) refuelling_ = false;
-        if (e < 0.5) refuelling_ = true;
-
-        // Pick the nearest visible tile satisfying want (Chebyshev distance, then Euclidean).
-        const auto nearest = [&](auto&& want, int& tx, int& ty) {
-            double best = 1e9;
-            for (int dy = -r; dy <= r; ++dy)
-                for (int dx = -r; dx <= r; ++dx)
-                    if (want(dx, dy) && tile(dx, dy, ch_hazard) == 0 && tile(dx, dy, ch_wall) == 0) {
-                        const double d = std::hypot(dx - offx, dy - offy);
-                        if (d < best) best = d, tx = dx, ty = dy;
-                    }
-            return best < 1e9;
-        };
-        int tx = 0, ty = 0;
-        bool have = false;
-        if (tp > 0.6 || tp < 0.4) {
-            have = nearest([&](int dx, int dy) { return tile(dx, dy, ch_cool) != 0; }, tx, ty);
-            if (!have)
-                have = nearest([&](int dx, int dy) {
-                    const double h = tile(dx, dy, ch_heat);
-                    return tp > 0.5 ? h < 0.45 : h > 0.55;
-                }, tx, ty);
-        }
-        if (!have && in < 0.8) have = nearest([&](int dx, int dy) { return tile(dx, dy, ch_repair) != 0; }, tx, ty);
-        if (!have && refuelling_) have = nearest([&](int dx, int dy) { return tile(dx, dy, ch_refuel) != 0; }, tx, ty);
-        if (!have && e < 0.95)
-            have = nearest([&](int dx, int dy) {
-                const double h = tile(dx, dy, ch_heat);
-                return tile(dx, dy, ch_food) != 0 && h > 0.32 && h < 0.68;
-            }, tx, ty);
-        const auto bad = [&](int dx, int dy) {
-            if (dx < -r || dx > r || dy < -r || dy > r) return false;
-            const double h = tile(dx, dy, ch_heat);
-            return tile(dx, dy, ch_hazard) != 0 || tile(dx, dy, ch_wall) != 0 || h > 0.68 || h < 0.32;
-        };
-        double gx, gy;  // goal, relative to the centre of the agent's tile
-        if (have) {
-            gx = tx, gy = ty;
-        } else {
-            ++since_turn_;
-            const bool blocked = bad(hx_, hy_) || bad(2 * hx_, 2 * hy_) || (hx_ == 0 && hy_ == 0);
-            if (blocked || since_turn_ > 25) {
-                int k = 0, nx = 0, ny = 0;  // reservoir-sample a free direction
-                for (int dy = -1; dy <= 1; ++dy)
-                    for (int dx = -1; dx <= 1; ++dx)
-                        if ((dx || dy) && !bad(dx, dy) && !bad(2 * dx, 2 * dy) &&
-                            rng_.next_u64() % static_cast<std::uint64_t>(++k) == 0)
-                            nx = dx, ny = dy;
-                if (k == 0) nx = -hx_, ny = -hy_;
-                hx_ = nx, hy_ = ny, since_turn_ = 0;
-            }
-            gx = 3.0 * hx_, gy = 3.0 * hy_;
-        }
-        // Choose the move that gets closest to the goal without ending on a hazard / wall.
-        double best = 1e18, bax = 0, bay = 0;
-        const auto consider = [&](double ax, double ay) {
-            ax = std::clamp(ax, -1.0, 1.0), ay = std::clamp(ay, -1.0, 1.0);
-            const double px = offx + ms * ax, py = offy + ms * ay;
-            const int nx = static_cast<int>(std::floor(px + 0.5)), ny = static_cast<int>(std::floor(py + 0.5));
-            if (nx >= -r && nx <= r && ny >= -r && ny <= r &&
-                (tile(nx, ny, ch_hazard) != 0 || tile(nx, ny, ch_wall) != 0) && !(nx == 0 && ny == 0))
-                return;
-            const double d = std::hypot(px - gx, py - gy) + 1e-3 * (ax * ax + ay * ay);
-            if (d < best) best = d, bax = ax, bay = ay;
-        };
-        consider(0.0, 0.0);
-        consider((gx - offx) / ms, (gy - offy) / ms);
-        for (int dy = -1; dy <= 1; ++dy)
-            for (int dx = -1; dx <= 1; ++dx)
-                if (dx || dy) consider(dx, dy);
-        // Exploring, it walks at 0.7 of full speed: energy per tile covered,
-        // (decay + effort_cost * 2 s^2) / s, is smallest at s = sqrt(decay / (2 effort_cost)).
-        const double sc = have ? 1.0 : 0.7;
-        a[0] = static_cast<T>(sc * bax);
-        a[1] = static_cast<T>(sc * bay);
+        if (!pol_) pol_.emplace(env, seed_);
+        pol_->act(env, a);
+    }
+    void reset() {
+        if (pol_) pol_->reset();
     }
 
-    void reset() { refuelling_ = false, hx_ = 1, hy_ = 0, since_turn_ = 0; }
-
 private:
-    persist::Rng rng_;
-    bool refuelling_ = false;
-    int hx_ = 1, hy_ = 0, since_turn_ = 0;
+    std::uint64_t seed_;
+    std::optional<persist::env::GridLifeForager> pol_;
 };
 
 /// Mean episode length and fraction reaching the horizon over seeds [seed0, seed0 + n).

@@ -12,6 +12,8 @@
 
 #include "persist/core/random.hpp"
 #include "persist/env/gridlife.hpp"
+#include "persist/env/gridlife_forager.hpp"
+#include "persist/replay/demonstrations.hpp"
 #include "persist/io/checkpoint.hpp"
 #include "persist/parallel/gridlife_rollout.hpp"
 #include "persist/replay/near_boundary.hpp"
@@ -193,6 +195,10 @@ TEST_CASE("LearnedShield copies and moves keep decisions identical; checkpoint r
     train(a, d, 200, 9);
     Shield b = a;             // copy: its views must point into b
     Shield c = std::move(b);  // move: into c
+    // The last training statistics travel with the shield (the example's summary prints them).
+    CHECK(c.last_model_stats().mse == a.last_model_stats().mse);
+    CHECK(c.last_model_stats().mse > 0.f);
+    CHECK(c.last_viability_stats().accuracy == a.last_viability_stats().accuracy);
     TimeStep<float> ts;
     env.reset(77, ts);
     Vec<float> act(2), out_a(2), out_c(2);
@@ -254,4 +260,100 @@ TEST_CASE("AmortizedShield<LearnedShield> forwards PersistAgent's training hook 
     REQUIRE(wrapped.search().model().view().member[0].params[7] == direct.model().view().member[0].params[7]);
     REQUIRE(wrapped.search().last_viability_stats().loss == direct.last_viability_stats().loss);
     REQUIRE(wrapped.stats().train_steps == 0);  // g_phi trains on the search's pairs, not here
+}
+
+namespace {
+
+/// Safe demonstrations from GridLifeForager (seed Change 4): the steps of `episodes` episodes
+/// that reached the horizon (episodes that ended in a violation are left out). With
+/// probability `noise` a step takes a uniform random action instead, so the demonstrations
+/// also show what hazards and heat do (a perfectly careful expert never shows them).
+persist::replay::DemonstrationBuffer<float> forager_demos(const Env& proto, int episodes, std::uint64_t seed,
+                                                         double noise) {
+    Rng rng(seed, 1);
+    Env env(proto.config());
+    persist::env::GridLifeForager pol(env, seed);
+    persist::replay::DemonstrationBuffer<float> demos(3, 2, env.observation_dim());
+    std::vector<Vec<float>> xs, as, os;
+    TimeStep<float> ts;
+    Vec<float> a(2);
+    for (int e = 0, kept = 0; kept < episodes; ++e) {
+        env.reset(seed * 131 + static_cast<std::uint64_t>(e), ts);
+        pol.reset();
+        xs.clear(), as.clear(), os.clear();
+        while (!ts.done()) {
+            pol.act(env, a);
+            if (rng.uniform<double>() < noise) a << rng.uniform<float>(-1.f, 1.f), rng.uniform<float>(-1.f, 1.f);
+            xs.push_back(ts.internal), as.push_back(a), os.push_back(ts.observation);
+            env.step(a, ts);
+        }
+        if (ts.terminated) continue;
+        for (std::size_t t = 0; t < xs.size(); ++t) demos.add(kept, xs[t], as[t], os[t]);
+        ++kept;
+    }
+    return demos;
+}
+
+}  // namespace
+
+TEST_CASE("LearnedShield::pretrain on safe demonstrations: f_theta and V_psi learned before the first step",
+          "[shield][learned][demonstrations]") {
+    Env env;
+    const auto demos = forager_demos(env, 4, 5, 0.0);
+    REQUIRE(demos.num_episodes() == 4);
+    // Through the documented file format and back.
+    const auto path = std::filesystem::temp_directory_path() / "persist_test_forager_demos.jsonl";
+    persist::replay::save_demonstrations(path, demos);
+    const auto loaded = persist::replay::load_demonstrations<float>(path, 3, 2, env.observation_dim());
+    std::filesystem::remove(path);
+    REQUIRE(loaded.size() == demos.size());
+    CHECK(loaded.states() == demos.states());
+
+    // Held-out transitions: random play (hazards, heat and food included) and fresh
+    // demonstrations of other episodes.
+    Data d(env, seed_set(), 3000, 9);
+    TransitionBatch<float> random_play;
+    Rng r2(3);
+    d.replay.sample(2000, r2, random_play);
+    const auto held_out = forager_demos(env, 1, 99, 0.3);
+    const auto disagreements = [&](Shield& s) {  // V_psi vs the constraints on random-play states
+        Mat<float> m(1, 2000), tm(3, 2000);
+        s.viability_model().margins(random_play.next_internal, m);
+        seed_set().margins(random_play.next_internal, tm);
+        int wrong = 0;
+        for (Index j = 0; j < 2000; ++j) wrong += (m(0, j) > 0) != (tm.col(j).minCoeff() > 0);
+        return wrong;
+    };
+
+    Shield sh = make_shield(env, 600, 21);
+    Rng rng(8);
+    const Index transitions = sh.pretrain(loaded, 600, 256, rng);
+    CHECK(transitions == loaded.size() - 4);  // every step but each episode's last
+    CHECK(sh.active());                       // warmup_updates reached: filters from the first step
+    CHECK(sh.counters().updates == 600);
+    // f_theta predicts the held-out demonstrations' next states (they change x by ~1e-2 a step).
+    Mat<float> xn;
+    const Index n = held_out.size() - 1;
+    sh.model().predict(held_out.states().leftCols(n), held_out.actions().leftCols(n),
+                       held_out.observations().leftCols(n), xn);
+    const float mse = (xn - held_out.states().rightCols(n)).array().square().mean();
+    INFO("held-out demonstration mse " << mse << ", V_psi disagreements " << disagreements(sh) << " / 2000");
+    CHECK(mse < 1e-4f);
+    // V_psi learned the constraint set, unsafe side included, from safe data only (labels from
+    // the constraints; measured 30 of 2000 random-play states misjudged).
+    CHECK(disagreements(sh) < 100);
+    // Bad input names what is wrong.
+    persist::replay::DemonstrationBuffer<float> no_obs(3, 2, 0);
+    no_obs.add(0, demos.states().col(0), demos.actions().col(0));
+    no_obs.add(0, demos.states().col(1), demos.actions().col(1));
+    CHECK_THROWS_WITH(sh.pretrain(no_obs, 1, 8, rng), Catch::Contains("observation_dim 0") && Catch::Contains("at least"));
+    persist::replay::DemonstrationBuffer<float> singles(3, 2, env.observation_dim());
+    singles.add(0, demos.states().col(0), demos.actions().col(0), demos.observations().col(0));
+    singles.add(1, demos.states().col(1), demos.actions().col(1), demos.observations().col(1));
+    CHECK_THROWS_WITH(sh.pretrain(singles, 1, 8, rng), Catch::Contains("no transition"));
+    persist::replay::DemonstrationBuffer<float> wrong_a(3, 1, env.observation_dim());
+    CHECK_THROWS_AS(sh.pretrain(wrong_a, 1, 8, rng), persist::ShapeError);
+    CHECK_THROWS_AS(sh.pretrain(loaded, -1, 8, rng), persist::ConfigError);
+    CHECK_THROWS_AS(sh.pretrain(loaded, 1, 0, rng), persist::ConfigError);
+    CHECK(sh.counters().updates == 600);  // failed calls changed nothing
 }

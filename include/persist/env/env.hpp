@@ -6,5 +6,6 @@
 #include "persist/env/cartpole.hpp"
 #include "persist/env/exact_fp.hpp"
 #include "persist/env/gridlife.hpp"
+#include "persist/env/gridlife_forager.hpp"
 #include "persist/env/pendulum.hpp"
 #include "persist/env/vector_env.hpp"

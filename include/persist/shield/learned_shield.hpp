@@ -24,6 +24,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "persist/core/concepts.hpp"
 #include "persist/core/error.hpp"
@@ -33,6 +34,7 @@
 #include "persist/core/types.hpp"
 #include "persist/models/gaussian_ensemble.hpp"
 #include "persist/parallel/rollout.hpp"
+#include "persist/replay/demonstrations.hpp"
 #include "persist/replay/near_boundary.hpp"
 #include "persist/shield/rollout_shield.hpp"
 #include "persist/viability/approximator.hpp"
@@ -90,13 +92,15 @@ public:
 
     LearnedShield(const LearnedShield& o)
         : opt_(o.opt_), constraints_(o.constraints_), model_(o.model_), viab_(o.viab_), search_(o.search_),
-          counters_(o.counters_), box_lo_(o.box_lo_), box_hi_(o.box_hi_) {
+          counters_(o.counters_), box_lo_(o.box_lo_), box_hi_(o.box_hi_), last_model_(o.last_model_),
+          last_viab_(o.last_viab_) {
         refresh();
     }
     LearnedShield(LearnedShield&& o) noexcept(false)
         : opt_(std::move(o.opt_)), constraints_(std::move(o.constraints_)), model_(std::move(o.model_)),
           viab_(std::move(o.viab_)), search_(std::move(o.search_)), counters_(o.counters_),
-          box_lo_(std::move(o.box_lo_)), box_hi_(std::move(o.box_hi_)) {
+          box_lo_(std::move(o.box_lo_)), box_hi_(std::move(o.box_hi_)), last_model_(o.last_model_),
+          last_viab_(o.last_viab_) {
         refresh();
     }
     LearnedShield& operator=(const LearnedShield& o) {
@@ -115,6 +119,8 @@ public:
         counters_ = o.counters_;
         box_lo_ = std::move(o.box_lo_);
         box_hi_ = std::move(o.box_hi_);
+        last_model_ = o.last_model_;
+        last_viab_ = o.last_viab_;
         refresh();
         return *this;
     }
@@ -155,6 +161,63 @@ public:
             last_viab_ = viab_.update(batch);
         if (opt_.synthetic_states > 0) synthetic_step(batch);
         ++counters_.updates;
+    }
+
+    /// Pre-train f_theta and V_psi on safe demonstrations (seed Change 4) before the agent
+    /// acts: `steps` calls of update(), which count toward warmup_updates (steps >=
+    /// warmup_updates: the shield filters from the first decision), each on `batch_size`
+    /// transitions (x_t, a_t, o_t) -> x_{t+1} drawn uniformly with replacement from consecutive
+    /// steps of one episode (lines of an episode are its steps in order, docs/models.md
+    /// "Demonstration files"). V_psi's labels are the true constraints', as in training (its
+    /// synthetic states cover the box the demonstrations span). Only what the demonstrations
+    /// show is learned: a careful expert that never steps on a hazard teaches f_theta nothing
+    /// about hazards (docs/shield.md, "Pre-training on demonstrations"). The demonstrations must carry
+    /// actions and the observation entries f_theta reads (ShapeError naming the dimensions);
+    /// steps < 0 or batch_size < 1 is a ConfigError; no transition at all is an Error.
+    /// Returns the number of transitions available.
+    Index pretrain(const replay::DemonstrationBuffer<T>& demos, Index steps, Index batch_size, Rng& rng) {
+        if (steps < 0) throw ConfigError("LearnedShield::pretrain: steps must be >= 0, got " + std::to_string(steps));
+        if (batch_size < 1)
+            throw ConfigError("LearnedShield::pretrain: batch_size must be >= 1, got " + std::to_string(batch_size));
+        const Index X = constraints_.dim(), A = opt_.model.action_dim;
+        if (demos.internal_dim() != X)
+            throw ShapeError("LearnedShield::pretrain: demonstrations have internal_dim " +
+                             std::to_string(demos.internal_dim()) + ", the shield's internal state has " + std::to_string(X));
+        if (demos.action_dim() != A)
+            throw ShapeError("LearnedShield::pretrain: demonstrations have action_dim " + std::to_string(demos.action_dim()) +
+                             ", the internal model takes " + std::to_string(A));
+        Index min_obs = 0;
+        for (Index f : opt_.model.obs_features) min_obs = std::max(min_obs, f + 1);
+        if (demos.observation_dim() < min_obs)
+            throw ShapeError("LearnedShield::pretrain: demonstrations have observation_dim " +
+                             std::to_string(demos.observation_dim()) + ", the internal model reads o[" +
+                             std::to_string(min_obs - 1) + "] (observations with at least " + std::to_string(min_obs) +
+                             " entries are needed)");
+        std::vector<Index> from;  // steps t whose successor t + 1 belongs to the same episode
+        for (Index t = 0; t + 1 < demos.size(); ++t)
+            if (demos.episode(t) == demos.episode(t + 1)) from.push_back(t);
+        if (from.empty())
+            throw Error("LearnedShield::pretrain: the demonstrations hold no transition (no two consecutive steps of one "
+                        "episode among " + std::to_string(demos.size()) + " steps)");
+        const auto xs = demos.states();
+        const auto as = demos.actions();
+        const auto os = demos.observations();
+        TransitionBatch<T> b;
+        b.resize(os.rows(), X, A, constraints_.num_constraints(), batch_size);
+        b.reward.setZero(), b.terminated.setZero(), b.truncated.setZero();
+        b.r_task.setZero(), b.r_homeo.setZero(), b.r_intr.setZero();
+        for (Index s = 0; s < steps; ++s) {
+            for (Index j = 0; j < batch_size; ++j) {
+                const Index t = from[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(from.size())))];
+                b.internal.col(j) = xs.col(t);
+                b.next_internal.col(j) = xs.col(t + 1);
+                if (A > 0) b.action.col(j) = as.col(t);
+                if (os.rows() > 0) b.observation.col(j) = os.col(t), b.next_observation.col(j) = os.col(t + 1);
+            }
+            constraints_.margins(b.next_internal, b.margins);
+            update(b);
+        }
+        return static_cast<Index>(from.size());
     }
 
     /// Filtering has started (warmup_updates model updates done).
@@ -199,6 +262,7 @@ private:
         if (o.synthetic_states < 0 || !(o.synthetic_box_margin >= 0 && std::isfinite(o.synthetic_box_margin)))
             throw ConfigError("LearnedShieldOptions.synthetic_states / synthetic_box_margin: expected >= 0, got " +
                               std::to_string(o.synthetic_states) + " / " + std::to_string(o.synthetic_box_margin));
+
         if (o.viability.dim == 0) o.viability.dim = o.model.internal_dim;
         if (o.viability.dim != o.model.internal_dim)
             throw ShapeError("LearnedShield: viability.dim = " + std::to_string(o.viability.dim) +

@@ -1,0 +1,149 @@
+// gridlife_demos: safe GridLife demonstrations for seed Change 4 ("learn viability from safe
+// demonstrations"), written in the documented demonstration format (docs/models.md,
+// "Demonstration files"; JSON lines or CSV by the extension of --out).
+//
+// Usage: gridlife_demos --out FILE [--config FILE] [--episodes N] [--seed S] [--noise P]
+//
+// The expert is persist::env::GridLifeForager (memoryless, it reads only o_t and x; docs/gridlife.md,
+// "Survival"). Each step is recorded as {episode, x_t, a_t, o_t}; only episodes that reach the
+// horizon without a violation are written (the others are counted and dropped), so every
+// demonstrated state is safe. --noise P replaces each action with a uniform random one with
+// probability P: a careful expert never stands on a hazard or in the heat, so its
+// demonstrations cannot show a learned model what those do (docs/shield.md, "Pre-training on
+// demonstrations"). The world is the config's env section (default examples/configs/gridlife.yaml).
+//
+// Then: gridlife_persist --demonstrations FILE (or demonstrations.enabled / path in the config).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <persist/config/config.hpp>
+#include <persist/config/yaml.hpp>
+#include <persist/env/gridlife.hpp>
+#include <persist/env/gridlife_forager.hpp>
+#include <persist/replay/demonstrations.hpp>
+
+#ifndef PERSIST_EXAMPLES_CONFIG_DIR
+#define PERSIST_EXAMPLES_CONFIG_DIR "examples/configs"
+#endif
+
+namespace {
+
+using persist::Index;
+using persist::Vec;
+using T = float;
+
+struct Args {
+    std::string config = PERSIST_EXAMPLES_CONFIG_DIR "/gridlife.yaml";
+    std::optional<std::string> out;
+    std::int64_t episodes = 20;
+    std::uint64_t seed = 0;
+    double noise = 0.0;
+};
+
+std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t min) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+        v = std::stoll(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size() || v < min)
+        throw persist::ConfigError(flag + ": expected an integer >= " + std::to_string(min) + ", got '" + text + "'");
+    return v;
+}
+
+Args parse(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        const std::string f = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw persist::ConfigError(f + ": missing value");
+            return argv[++i];
+        };
+        if (f == "--out") a.out = value();
+        else if (f == "--config") a.config = value();
+        else if (f == "--episodes") a.episodes = parse_int(f, value(), 1);
+        else if (f == "--seed") a.seed = static_cast<std::uint64_t>(parse_int(f, value(), 0));
+        else if (f == "--noise") {
+            const std::string t = value();
+            std::size_t used = 0;
+            double v = -1;
+            try {
+                v = std::stod(t, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || used != t.size() || !(v >= 0.0 && v < 1.0))
+                throw persist::ConfigError("--noise: expected a number in [0, 1), got '" + t + "'");
+            a.noise = v;
+        } else if (f == "-h" || f == "--help") {
+            std::printf("usage: gridlife_demos --out FILE.jsonl|FILE.csv [--config FILE] [--episodes N] [--seed S] "
+                        "[--noise P]\n");
+            std::exit(0);
+        } else {
+            throw persist::ConfigError("unknown argument '" + f + "' (see --help)");
+        }
+    }
+    if (!a.out) throw persist::ConfigError("--out FILE is required (.jsonl or .csv)");
+    return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Args a = parse(argc, argv);
+        const auto c = persist::config::load_config(a.config);
+        persist::env::GridLife<T> env(persist::config::make_gridlife_config(c));
+        persist::env::GridLifeForager expert(env, a.seed);
+        persist::Rng noise(a.seed, 1);
+        persist::replay::DemonstrationBuffer<T> demos(env.internal_dim(), env.action_dim(), env.observation_dim());
+        std::vector<Vec<T>> xs, as, os;
+        persist::TimeStep<T> ts;
+        Vec<T> act(env.action_dim());
+        std::int64_t kept = 0, dropped = 0, random_actions = 0;
+        // Bounded: a world where the expert never survives is reported, not looped on forever.
+        const std::int64_t max_episodes = 20 * a.episodes + 100;
+        for (std::int64_t e = 0; kept < a.episodes && kept + dropped < max_episodes; ++e) {
+            env.reset(a.seed * 1'000'003ull + static_cast<std::uint64_t>(e), ts);
+            expert.reset();
+            xs.clear(), as.clear(), os.clear();
+            while (!ts.done()) {
+                expert.act(env, act);
+                if (a.noise > 0 && noise.uniform<double>() < a.noise) {
+                    for (Index i = 0; i < act.size(); ++i) act[i] = noise.uniform<T>(T(-1), T(1));
+                    ++random_actions;
+                }
+                xs.push_back(ts.internal), as.push_back(act), os.push_back(ts.observation);
+                env.step(act, ts);
+            }
+            if (ts.terminated) {
+                ++dropped;
+                continue;
+            }
+            for (std::size_t t = 0; t < xs.size(); ++t) demos.add(kept, xs[t], as[t], os[t]);
+            ++kept;
+        }
+        if (kept < a.episodes)
+            throw persist::Error("gridlife_demos: only " + std::to_string(kept) + " of " + std::to_string(kept + dropped) +
+                                 " episodes reached the horizon without a violation; asked for " +
+                                 std::to_string(a.episodes) + " (lower --noise, or check the env section of " + a.config +
+                                 ")");
+        persist::replay::save_demonstrations(*a.out, demos);
+        std::printf("gridlife_demos: %lld safe episodes (%lld steps, %lld random actions) written to %s; %lld episodes "
+                    "ended in a violation and were dropped\n",
+                    static_cast<long long>(kept), static_cast<long long>(demos.size()),
+                    static_cast<long long>(random_actions), a.out->c_str(), static_cast<long long>(dropped));
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "gridlife_demos: error: %s\n", e.what());
+        return 1;
+    }
+}
