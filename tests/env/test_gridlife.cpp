@@ -13,6 +13,7 @@
 #include "env/gridlife_policies.hpp"
 #include "persist/core/concepts.hpp"
 #include "persist/env/gridlife.hpp"
+#include "persist/env/gridlife_forager.hpp"
 
 using namespace persist;
 using namespace persist::env;
@@ -708,4 +709,28 @@ TEST_CASE("GridLife: a memoryless forager that sees only the observation survive
     no_food.num_food = 0;
     const auto starved = envtest::measure_survival<double>(no_food, envtest::PatchForager{1}, 0, 20);
     CHECK(starved.mean_length < 0.5 * forager.mean_length);
+}
+
+TEST_CASE("GridLifeForager: reads only o and x; bad input is named", "[env][gridlife][forager]") {
+    GridLife<float> env;
+    TimeStep<float> ts;
+    env.reset(3, ts);
+    GridLifeForager a(env, 9), b(2, 0.5, 9);
+    Vec<float> act_a(2), act_b(2);
+    for (int t = 0; t < 300 && !ts.done(); ++t) {
+        a.act(env, act_a);
+        // Only (o, x) enter: the same decisions from copies of them, and from the sizes alone.
+        const Vec<float> o = ts.observation, x = ts.internal;
+        b.act<float>(o, x, act_b);
+        REQUIRE(act_a == act_b);
+        REQUIRE(act_a.cwiseAbs().maxCoeff() <= 1.f);
+        env.step(act_a, ts);
+    }
+    CHECK_THROWS_AS(GridLifeForager(-1, 0.5), ConfigError);
+    CHECK_THROWS_AS(GridLifeForager(2, 0.0), ConfigError);
+    CHECK_THROWS_AS(GridLifeForager(2, 1.5), ConfigError);
+    Vec<float> short_o(10), x(3), a2(2), a3(3);
+    CHECK_THROWS_WITH(b.act<float>(short_o, x, a2), Catch::Contains("GridLifeForager::act: o"));
+    CHECK_THROWS_AS(b.act<float>(ts.observation, Vec<float>(2), a2), ShapeError);
+    CHECK_THROWS_AS(b.act<float>(ts.observation, x, a3), ShapeError);
 }
