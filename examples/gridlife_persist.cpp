@@ -323,8 +323,12 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
                 static_cast<long long>(s.near_boundary));
     std::printf("  mean return              task %.2f, total %.2f; mean r_intr %.4f\n", s.mean_return_task,
                 s.mean_return_total, s.mean_r_intr);
-    std::printf("  policy entropy           %.3f; shield trigger rate %.3f\n", s.mean_policy_entropy,
-                s.shield_trigger_rate);
+    if (std::isfinite(s.mean_policy_entropy))
+        std::printf("  policy entropy           %.3f; shield trigger rate %.3f\n", s.mean_policy_entropy,
+                    s.shield_trigger_rate);
+    else  // no policy update has run yet (the metrics file has null)
+        std::printf("  policy entropy           n/a (no policy update yet); shield trigger rate %.3f\n",
+                    s.shield_trigger_rate);
     auto print_learned = [](const Learned& ls) {
         const auto& lc = ls.counters();
         const auto& rc = ls.search().counters();
