@@ -522,6 +522,10 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("env.name = \"" + c.env.name + "\": this example runs GridLife-v0 only");
         if (c.train.algo != cfgns::Algo::SAC)
             throw persist::ConfigError("train.algo: only SAC is implemented (PPO and TD3 are not yet)");
+        if (c.partial_observability.dropout_prob != 0.0 || c.partial_observability.noise_std != 0.0)
+            throw persist::ConfigError("partial_observability.dropout_prob / noise_std (" + a.config +
+                                       "): observation dropout and noise are not implemented in this example; "
+                                       "set both to 0 (partial_observability.enabled hides x)");
         const auto kind = resolve_intrinsic(c, a);
         if (a.intrinsic && c.rewards.intrinsic != kind)
             std::printf("note: --intrinsic %s overrides rewards.intrinsic = \"%s\" of the config\n", intrinsic_name(kind),
