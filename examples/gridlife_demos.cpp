@@ -28,6 +28,8 @@
 #include <persist/env/gridlife_forager.hpp>
 #include <persist/replay/demonstrations.hpp>
 
+#include "example_args.hpp"
+
 #ifndef PERSIST_EXAMPLES_CONFIG_DIR
 #define PERSIST_EXAMPLES_CONFIG_DIR "examples/configs"
 #endif
@@ -37,6 +39,8 @@ namespace {
 using persist::Index;
 using persist::Vec;
 using T = float;
+using persist_examples::parse_int;
+using persist_examples::parse_number;
 
 struct Args {
     std::string config = PERSIST_EXAMPLES_CONFIG_DIR "/gridlife.yaml";
@@ -46,18 +50,6 @@ struct Args {
     double noise = 0.0;
 };
 
-std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t min) {
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || v < min)
-        throw persist::ConfigError(flag + ": expected an integer >= " + std::to_string(min) + ", got '" + text + "'");
-    return v;
-}
 
 Args parse(int argc, char** argv) {
     Args a;
@@ -71,19 +63,8 @@ Args parse(int argc, char** argv) {
         else if (f == "--config") a.config = value();
         else if (f == "--episodes") a.episodes = parse_int(f, value(), 1);
         else if (f == "--seed") a.seed = static_cast<std::uint64_t>(parse_int(f, value(), 0));
-        else if (f == "--noise") {
-            const std::string t = value();
-            std::size_t used = 0;
-            double v = -1;
-            try {
-                v = std::stod(t, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used == 0 || used != t.size() || !(v >= 0.0 && v < 1.0))
-                throw persist::ConfigError("--noise: expected a number in [0, 1), got '" + t + "'");
-            a.noise = v;
-        } else if (f == "-h" || f == "--help") {
+        else if (f == "--noise") a.noise = parse_number(f, value(), 0.0, 1.0, /*hi_open=*/true);
+        else if (f == "-h" || f == "--help") {
             std::printf("usage: gridlife_demos --out FILE.jsonl|FILE.csv [--config FILE] [--episodes N] [--seed S] "
                         "[--noise P]\n");
             std::exit(0);

@@ -54,6 +54,8 @@
 #include <persist/train/checkpointing.hpp>
 #include <persist/train/persist_agent.hpp>
 
+#include "example_args.hpp"
+
 #ifndef PERSIST_EXAMPLES_CONFIG_DIR
 #define PERSIST_EXAMPLES_CONFIG_DIR "examples/configs"
 #endif
@@ -64,6 +66,8 @@ using persist::Index;
 using persist::Vec;
 using T = float;
 namespace cfgns = persist::config;
+using persist_examples::parse_int;
+using persist_examples::parse_number;
 
 struct Args {
     std::string config = PERSIST_EXAMPLES_CONFIG_DIR "/gridlife.yaml";
@@ -86,31 +90,7 @@ struct Args {
     bool quiet = false;
 };
 
-std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t min) {
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || v < min)
-        throw persist::ConfigError(flag + ": expected an integer >= " + std::to_string(min) + ", got '" + text + "'");
-    return v;
-}
 
-double parse_fraction(const std::string& flag, const std::string& text) {
-    std::size_t used = 0;
-    double v = -1;
-    try {
-        v = std::stod(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || !(v >= 0.0 && v <= 1.0))
-        throw persist::ConfigError(flag + ": expected a number in [0, 1], got '" + text + "'");
-    return v;
-}
 
 /// "0.1,0,0": one non-negative number per constraint (the count is checked against the config).
 std::vector<double> parse_margins(const std::string& flag, const std::string& text) {
@@ -155,7 +135,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-network") a.safety_network = value();
         else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
-        else if (f == "--safety-overshoot") a.safety_overshoot = parse_fraction(f, value());
+        else if (f == "--safety-overshoot") a.safety_overshoot = parse_number(f, value(), 0.0, 1.0);
         else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
         else if (f == "--demonstrations") a.demonstrations = value();
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);

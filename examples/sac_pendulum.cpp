@@ -27,7 +27,11 @@
 #include <persist/env/pendulum.hpp>
 #include <persist/replay/ring_replay.hpp>
 
+#include "example_args.hpp"
+
 namespace {
+
+using persist_examples::parse_int;
 
 using persist::Index;
 using persist::Vec;
@@ -43,19 +47,6 @@ struct Args {
     bool quiet = false;
 };
 
-std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t min) {
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || v < min)
-        throw persist::ConfigError(flag + ": expected an integer >= " + std::to_string(min) +
-                                   ", got '" + text + "'");
-    return v;
-}
 
 Args parse(int argc, char** argv) {
     Args a;
