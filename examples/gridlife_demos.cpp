@@ -3,6 +3,7 @@
 // "Demonstration files"; JSON lines or CSV by the extension of --out).
 //
 // Usage: gridlife_demos --out FILE [--config FILE] [--episodes N] [--seed S] [--noise P]
+//                       [--record executed|expert]
 //
 // The expert is persist::env::GridLifeForager (memoryless, it reads only o_t and x; docs/gridlife.md,
 // "Survival"). Each step is recorded as {episode, x_t, a_t, o_t}; only episodes that reach the
@@ -10,7 +11,12 @@
 // demonstrated state is safe. --noise P replaces each action with a uniform random one with
 // probability P: a careful expert never stands on a hazard or in the heat, so its
 // demonstrations cannot show a learned model what those do (docs/shield.md, "Pre-training on
-// demonstrations"). The world is the config's env section (default examples/configs/gridlife.yaml).
+// demonstrations"). --record expert writes the action the expert chose instead of the random one
+// that was executed (noise injection as in DART, Laskey et al. 2017: states off the expert's path,
+// labelled with what the expert would do there), which is what behaviour cloning of the policy
+// needs; such a file's (x_t, a_t, x_t+1) are then not transitions of the world, so do not
+// pre-train the shield's models on it (demonstrations.pretrain_steps: 0). The world is the
+// config's env section (default examples/configs/gridlife.yaml).
 //
 // Then: gridlife_persist --demonstrations FILE (or demonstrations.enabled / path in the config).
 #include <cmath>
@@ -48,6 +54,7 @@ struct Args {
     std::int64_t episodes = 20;
     std::uint64_t seed = 0;
     double noise = 0.0;
+    bool record_expert = false;  ///< --record expert: the expert's choice, not the executed random action
 };
 
 
@@ -64,9 +71,14 @@ Args parse(int argc, char** argv) {
         else if (f == "--episodes") a.episodes = parse_int(f, value(), 1);
         else if (f == "--seed") a.seed = static_cast<std::uint64_t>(parse_int(f, value(), 0));
         else if (f == "--noise") a.noise = parse_number(f, value(), 0.0, 1.0, /*hi_open=*/true);
-        else if (f == "-h" || f == "--help") {
+        else if (f == "--record") {
+            const std::string v = value();
+            if (v != "executed" && v != "expert")
+                throw persist::ConfigError("--record " + v + ": expected executed or expert");
+            a.record_expert = v == "expert";
+        }        else if (f == "-h" || f == "--help") {
             std::printf("usage: gridlife_demos --out FILE.jsonl|FILE.csv [--config FILE] [--episodes N] [--seed S] "
-                        "[--noise P]\n");
+                        "[--noise P] [--record executed|expert]\n");
             std::exit(0);
         } else {
             throw persist::ConfigError("unknown argument '" + f + "' (see --help)");
@@ -88,7 +100,7 @@ int main(int argc, char** argv) {
         persist::replay::DemonstrationBuffer<T> demos(env.internal_dim(), env.action_dim(), env.observation_dim());
         std::vector<Vec<T>> xs, as, os;
         persist::TimeStep<T> ts;
-        Vec<T> act(env.action_dim());
+        Vec<T> act(env.action_dim()), chosen(env.action_dim());
         std::int64_t kept = 0, dropped = 0, random_actions = 0;
         // Bounded: a world where the expert never survives is reported, not looped on forever.
         const std::int64_t max_episodes = 20 * a.episodes + 100;
@@ -98,11 +110,12 @@ int main(int argc, char** argv) {
             xs.clear(), as.clear(), os.clear();
             while (!ts.done()) {
                 expert.act(env, act);
+                chosen = act;
                 if (a.noise > 0 && noise.uniform<double>() < a.noise) {
                     for (Index i = 0; i < act.size(); ++i) act[i] = noise.uniform<T>(T(-1), T(1));
                     ++random_actions;
                 }
-                xs.push_back(ts.internal), as.push_back(act), os.push_back(ts.observation);
+                xs.push_back(ts.internal), as.push_back(a.record_expert ? chosen : act), os.push_back(ts.observation);
                 env.step(act, ts);
             }
             if (ts.terminated) {
@@ -118,10 +131,12 @@ int main(int argc, char** argv) {
                                  std::to_string(a.episodes) + " (lower --noise, or check the env section of " + a.config +
                                  ")");
         persist::replay::save_demonstrations(*a.out, demos);
-        std::printf("gridlife_demos: %lld safe episodes (%lld steps, %lld random actions) written to %s; %lld episodes "
+        std::printf("gridlife_demos: %lld safe episodes (%lld steps, %lld random actions%s) written to %s; %lld episodes "
                     "ended in a violation and were dropped\n",
                     static_cast<long long>(kept), static_cast<long long>(demos.size()),
-                    static_cast<long long>(random_actions), a.out->c_str(), static_cast<long long>(dropped));
+                    static_cast<long long>(random_actions),
+                    a.record_expert && random_actions > 0 ? ", recorded as the expert's choice" : "", a.out->c_str(),
+                    static_cast<long long>(dropped));
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "gridlife_demos: error: %s\n", e.what());

@@ -84,6 +84,7 @@ struct Args {
     std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
     std::optional<std::vector<double>> shield_margins;  ///< overrides viability.shield.margins
     std::optional<std::string> demonstrations;          ///< enables demonstrations with this file
+    std::optional<std::string> policy_demonstrations;   ///< the policy's file (demonstrations.policy_path)
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -138,6 +139,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-overshoot") a.safety_overshoot = parse_number(f, value(), 0.0, 1.0);
         else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
         else if (f == "--demonstrations") a.demonstrations = value();
+        else if (f == "--policy-demonstrations") a.policy_demonstrations = value();
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
@@ -148,7 +150,7 @@ Args parse(int argc, char** argv) {
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
                         "                        [--safety-min-samples N] [--safety-overshoot F] [--shield-margins M1,M2,..]\n"
-                        "                        [--demonstrations FILE]\n"
+                        "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--quiet]\n");
@@ -184,6 +186,64 @@ const char* intrinsic_name(cfgns::IntrinsicKind k) {
 }
 
 std::vector<Index> to_index(const std::vector<std::int64_t>& v) { return {v.begin(), v.end()}; }
+
+/// demonstrations.weight > 0 (seed Change 4 for the policy, SAC from demonstrations): keep the
+/// demonstration steps in the SAC agent, whose actor loss then adds weight * L_BC (behaviour
+/// cloning, -log pi(a_demo | s_demo)) on batch_size steps per update, and pre-train the actor on
+/// them for demonstrations.policy_pretrain_steps BC steps before the first step (not when
+/// resuming: the checkpoint has the trained actor). Returns whether the actor was pre-trained.
+bool demonstrations_for_policy(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLife<T>& probe,
+                               bool sees_internal, persist::agents::SAC<T>& sac, std::uint64_t seed) {
+    if ((!a.demonstrations && !c.demonstrations.enabled) || c.demonstrations.weight == 0.0) {
+        if (a.policy_demonstrations)
+            throw persist::ConfigError("--policy-demonstrations: the policy uses demonstrations only when they are "
+                                       "enabled (--demonstrations FILE or demonstrations.enabled in " + a.config +
+                                       ") and demonstrations.weight > 0");
+        return false;
+    }
+    const std::string path = a.policy_demonstrations ? *a.policy_demonstrations
+                             : !c.demonstrations.policy_path.empty() ? c.demonstrations.policy_path
+                                                                     : a.demonstrations.value_or(c.demonstrations.path);
+    const auto demos = persist::replay::load_demonstrations<T>(path, probe.internal_dim(), probe.action_dim(),
+                                                               probe.observation_dim());
+    persist::agents::DemoBatch<T> d;
+    d.observation = demos.observations();
+    d.internal = sees_internal ? persist::Mat<T>(demos.states()) : persist::Mat<T>(0, demos.size());
+    d.action = demos.actions();
+    const auto batch = static_cast<Index>(c.demonstrations.batch_size);
+    sac.set_demonstrations(d, static_cast<T>(c.demonstrations.weight), batch);
+    const auto steps = c.demonstrations.policy_pretrain_steps;
+    if (a.resume || steps == 0) {
+        std::printf("  demonstrations: %s, %lld steps; policy: BC term of weight %.3g in every actor update\n",
+                    path.c_str(), static_cast<long long>(demos.size()), c.demonstrations.weight);
+        return false;
+    }
+    persist::Rng rng(seed + 17);
+    persist::agents::DemoBatch<T> b;
+    b.observation.resize(d.observation.rows(), batch);
+    b.internal.resize(d.internal.rows(), batch);
+    b.action.resize(d.action.rows(), batch);
+    const auto t0 = std::chrono::steady_clock::now();
+    double first = 0, last = 0;
+    for (std::int64_t k = 0; k < steps; ++k) {
+        for (Index j = 0; j < batch; ++j) {
+            const auto i = static_cast<Index>(rng.next_u64() % static_cast<std::uint64_t>(d.size()));
+            b.observation.col(j) = d.observation.col(i);
+            b.internal.col(j) = d.internal.col(i);
+            b.action.col(j) = d.action.col(i);
+        }
+        const double l = double(sac.behavior_clone(b));
+        if (k == 0) first = l;
+        last = l;
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("  demonstrations: %s, %lld steps; policy pre-trained by behaviour cloning for %lld steps of %lld "
+                "(-log pi %.3f -> %.3f, %.1f s), BC term of weight %.3g in every actor update; acting with the "
+                "policy from the first step\n",
+                path.c_str(), static_cast<long long>(demos.size()), static_cast<long long>(steps),
+                static_cast<long long>(batch), first, last, secs, c.demonstrations.weight);
+    return true;
+}
 
 using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
 using Learned = persist::shield::LearnedShield<T, Kinematics>;
@@ -236,6 +296,9 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     if (!opt.policy_sees_internal) {  // the policy sees [o] only: rebuild SAC without x
         sac = persist::agents::SAC<T>(env.observation_dim(), 0, env.action_low(), env.action_high(), so);
     }
+
+    if (demonstrations_for_policy(c, a, env, opt.policy_sees_internal, sac, seed))
+        opt.random_actions_before_learning = false;  // the pre-trained policy acts from the first step
 
     Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
     if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
@@ -364,10 +427,6 @@ template <class Shield>
 void pretrain_on_demonstrations(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLife<T>& probe,
                                 Shield& shield, std::uint64_t seed) {
     if (!a.demonstrations && !c.demonstrations.enabled) return;
-    if (c.demonstrations.weight != 1.0)
-        throw persist::ConfigError("demonstrations.weight = " + std::to_string(c.demonstrations.weight) + " (" + a.config +
-                                   "): gridlife_persist pre-trains the shield's models on the demonstrations' "
-                                   "transitions and has no demonstration loss to weight; leave it at 1");
     if (a.resume) {
         std::printf("note: demonstrations not used: --resume restores the shield's trained models\n");
         return;
@@ -413,7 +472,9 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         note(a.switch_after.has_value(), "--switch-after");
         note(a.safety_min_samples.has_value(), "--safety-min-samples");
         note(a.safety_overshoot.has_value(), "--safety-overshoot");
-        note(a.demonstrations.has_value() || c.demonstrations.enabled, "demonstrations (they pre-train the shield's models)");
+        note((a.demonstrations.has_value() || c.demonstrations.enabled) && c.demonstrations.pretrain_steps > 0,
+             "demonstrations.pretrain_steps (the shield's models; the policy uses the demonstrations when "
+             "demonstrations.weight > 0)");
         if (!ignored.empty()) std::printf("note: %s ignored: no shield (--shield none / viability.shield.type)\n", ignored.c_str());
         return run_with(c, a, gcfg, std::move(intr), intr_name, persist::shield::NullShield<T>{}, "NullShield<float>");
     }

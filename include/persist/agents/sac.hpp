@@ -63,6 +63,9 @@ struct SACOptions {
     nn::MLPOptions actor_mlp{};           ///< used when the network is built from (widths, MLPOptions)
     nn::MLPOptions critic_mlp{};          ///< e.g. {.layer_norm = true}
     std::uint64_t seed = 0;               ///< network initialisation and the update noise stream
+    /// Behaviour cloning (bc_gradients): demonstration actions normalised to [-1, 1] are moved
+    /// this far inside (atanh(+-1) is infinite), in (0, 0.5].
+    double bc_squeeze = 1e-3;
     /// Flush subnormal numbers to zero (x86 FTZ + DAZ) inside act/update, restoring the caller's
     /// mode on return. Adam's first moment of a parameter whose gradient stays 0 (a dead ReLU
     /// unit) decays through the subnormal range, where x86 arithmetic is ~100x slower: measured
@@ -79,6 +82,18 @@ struct SACStats {
     T alpha = 0;        ///< the temperature used by this update's losses (before its alpha step)
     T entropy = 0;      ///< -mean(log pi(a~|s)), the entropy estimate of this batch
     T q_mean = 0;       ///< mean of Q_1(s, a) over the batch (before the critic step)
+    T bc_loss = 0;      ///< -mean log pi(a_demo|s_demo) of the demonstration batch (0 without one)
+};
+
+/// Demonstration steps for behaviour cloning (SAC::behavior_clone, SAC::update with
+/// demonstrations): column j is one step (s_j = [observation; internal], a_j in the action box).
+/// Filled by the caller (e.g. from replay::DemonstrationBuffer), reused across updates.
+template <class T>
+struct DemoBatch {
+    Mat<T> observation;  ///< observation_dim x B
+    Mat<T> internal;     ///< internal_dim x B (0 rows when internal_dim = 0)
+    Mat<T> action;       ///< A x B, in the action box
+    Index size() const { return action.cols(); }
 };
 
 namespace detail {
@@ -176,6 +191,12 @@ public:
         Mat<T> dlogp;           // 1 x B: dL/dlog pi
         Mat<T> logp;            // 1 x B: log pi(a~|s) of the actor step (for alpha)
         Mat<T> action;          // A x 1: acting
+        // behaviour cloning (demonstration batch)
+        Mat<T> bc_s;            // S x B_demo
+        Mat<T> bc_a;            // A x B_demo: demonstration actions in (-1, 1)
+        Mat<T> bc_g;            // 1 x B_demo: dL/dlog pi
+        typename Network::Workspace bc_actor;
+        typename Head::Workspace bc_head;
     };
 
     /// @param observation_dim, internal_dim  s = [observation; internal] (internal may be 0)
@@ -247,7 +268,113 @@ public:
 
     /// One SAC update (Algorithm 1, one gradient step): critics, actor, alpha, then targets.
     /// Draws the noise of a' and a~ from the agent's own stream (checkpointed).
+    /// With demonstrations kept (set_demonstrations, bc_weight > 0) the actor's loss also has
+    /// bc_weight * L_BC on bc_batch demonstration steps drawn uniformly (with replacement) from the
+    /// update noise stream, after the 2 A B normals.
     Stats update(const TransitionBatch<T>& batch) {
+        if (demos_.size() == 0 || bc_weight_ == T(0)) return update_impl(batch, nullptr, T(0));
+        return update_impl(batch, &demo_batch_, bc_weight_);
+    }
+
+    /// Keep demonstrations for behaviour cloning during training (SAC from demonstrations, seed
+    /// Change 4 applied to the policy): every update() adds bc_weight * L_BC on bc_batch steps
+    /// drawn from `demos` (validated like bc_gradients). An empty `demos` or bc_weight = 0 turns
+    /// the term off. The demonstrations are not part of the checkpoint state: set them again
+    /// after load (the draws themselves come from the checkpointed noise stream).
+    void set_demonstrations(DemoBatch<T> demos, T bc_weight, Index bc_batch) {
+        if (!(std::isfinite(double(bc_weight)) && bc_weight >= T(0)))
+            throw ConfigError("SAC::set_demonstrations: bc_weight = " + std::to_string(double(bc_weight)) +
+                              ": expected finite and >= 0");
+        if (bc_batch < 1)
+            throw ConfigError("SAC::set_demonstrations: bc_batch = " + std::to_string(bc_batch) + ": expected >= 1");
+        if (demos.size() > 0) {
+            check_demo(demos);
+            for (Index j = 0; j < demos.size(); ++j)  // fail now, not in the middle of training
+                for (Index i = 0; i < A_; ++i) {
+                    const T an = (demos.action(i, j) - bias_(i)) * inv_scale_(i);
+                    if (!(std::abs(an) <= T(1) + T(1e-6)))
+                        throw Error("SAC::set_demonstrations: demonstration action " + std::to_string(j) + " entry " +
+                                    std::to_string(i) + " = " + std::to_string(double(demos.action(i, j))) +
+                                    ": expected a finite value in the action box");
+                }
+            if (!(demos.observation.allFinite() && demos.internal.allFinite()))
+                throw Error("SAC::set_demonstrations: non-finite demonstration state");
+        }
+        demos_ = std::move(demos);
+        bc_weight_ = bc_weight;
+        demo_batch_.observation.resize(obs_dim_, bc_batch);
+        demo_batch_.internal.resize(int_dim_, bc_batch);
+        demo_batch_.action.resize(A_, bc_batch);
+    }
+    /// Change the weight of the kept demonstrations' BC term (e.g. a decay schedule); >= 0.
+    void set_bc_weight(T w) {
+        if (!(std::isfinite(double(w)) && w >= T(0)))
+            throw ConfigError("SAC::set_bc_weight: " + std::to_string(double(w)) + ": expected finite and >= 0");
+        bc_weight_ = w;
+    }
+    T bc_weight() const { return bc_weight_; }
+    /// The kept demonstrations (empty without set_demonstrations).
+    const DemoBatch<T>& demonstrations() const { return demos_; }
+
+    /// SAC update with a behaviour-cloning term on demonstrations (SAC + BC, as in Nair et al.
+    /// 2018, "Overcoming Exploration in RL with Demonstrations", with the policy's log-likelihood
+    /// instead of a squared error): the actor minimises L_pi + bc_weight * L_BC, L_BC =
+    /// -mean_j log pi(a_j | s_j) over `demo` (bc_gradients). bc_weight >= 0 and finite.
+    Stats update(const TransitionBatch<T>& batch, const DemoBatch<T>& demo, T bc_weight) {
+        if (!(std::isfinite(double(bc_weight)) && bc_weight >= T(0)))
+            throw ConfigError("SAC::update: bc_weight = " + std::to_string(double(bc_weight)) +
+                              ": expected finite and >= 0");
+        return update_impl(batch, &demo, bc_weight);
+    }
+
+    /// One actor step of behaviour cloning alone (pre-training the policy on demonstrations):
+    /// minimises L_BC = -mean_j log pi(a_j | s_j) with the actor's optimizer. Critics, alpha and
+    /// the update counter are untouched. Returns L_BC before the step.
+    T behavior_clone(const DemoBatch<T>& demo) {
+        const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
+        const T loss = bc_gradients(demo, T(1), nn::GradMode::overwrite);
+        actor_opt_.step(actor_.params(), actor_.grads());
+        return loss;
+    }
+
+    /// Gradient of weight * L_BC, L_BC = -mean_j log pi(a_j | s_j) (TanhGaussian::log_prob_of),
+    /// written to (overwrite) or added to (accumulate) actor().grads(). Actions are mapped from
+    /// the box to [-1, 1] and then moved `bc_squeeze` inside it (atanh(+-1) is infinite: a
+    /// demonstration at full throttle becomes 1 - bc_squeeze); an action outside the box (by
+    /// more than 1e-6 of its half-width) or a non-finite entry is an Error naming the column.
+    /// Returns L_BC (unweighted).
+    T bc_gradients(const DemoBatch<T>& demo, T weight, nn::GradMode mode) {
+        check_demo(demo);
+        const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
+        const Index B = demo.size();
+        ensure_shape(ws_.bc_s, S_, B);
+        if (obs_dim_ > 0) ws_.bc_s.topRows(obs_dim_) = demo.observation;
+        if (int_dim_ > 0) ws_.bc_s.bottomRows(int_dim_) = demo.internal;
+        ensure_shape(ws_.bc_a, A_, B);
+        const T hi = T(1) - static_cast<T>(opt_.bc_squeeze);
+        for (Index j = 0; j < B; ++j)
+            for (Index i = 0; i < A_; ++i) {
+                const T an = (demo.action(i, j) - bias_(i)) * inv_scale_(i);
+                if (!(std::abs(an) <= T(1) + T(1e-6)))
+                    throw Error("SAC::bc_gradients: demonstration action " + std::to_string(j) + " entry " +
+                                std::to_string(i) + " = " + std::to_string(double(demo.action(i, j))) +
+                                ": expected a finite value in the action box [" +
+                                std::to_string(double(bias_(i) - scale_(i))) + ", " +
+                                std::to_string(double(bias_(i) + scale_(i))) + "]");
+                ws_.bc_a(i, j) = std::clamp(an, -hi, hi);
+            }
+        const Mat<T>& out = actor_.forward(ws_.bc_s, ws_.bc_actor);
+        const Mat<T>& lp = head_.log_prob_of(out, ws_.bc_a, ws_.bc_head);
+        const T loss = -lp.mean();
+        ensure_shape(ws_.bc_g, 1, B);
+        ws_.bc_g.setConstant(-weight / static_cast<T>(B));
+        const Mat<T>& gin = head_.log_prob_backward(ws_.bc_head, ws_.bc_g);
+        actor_.backward(ws_.bc_actor, gin, nullptr, true, mode);
+        return loss;
+    }
+
+private:
+    Stats update_impl(const TransitionBatch<T>& batch, const DemoBatch<T>* demo, T bc_weight) {
         check_batch(batch);
         const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
         const Index B = batch.size();
@@ -258,6 +385,15 @@ public:
         rng_.normals(ws_.eps.data(), ws_.eps.size());
         // 2 A B normals: an even count, so no Box-Muller spare is left cached and the stream's
         // position alone restores it exactly (Rng::set_position drops a spare).
+        if (demo == &demo_batch_) {  // the kept demonstrations: draw this update's steps
+            const auto n = static_cast<std::uint64_t>(demos_.size());
+            for (Index k = 0; k < demo_batch_.size(); ++k) {
+                const auto j = static_cast<Index>(rng_.next_u64() % n);
+                if (obs_dim_ > 0) demo_batch_.observation.col(k) = demos_.observation.col(j);
+                if (int_dim_ > 0) demo_batch_.internal.col(k) = demos_.internal.col(j);
+                demo_batch_.action.col(k) = demos_.action.col(j);
+            }
+        }
         rng_pos_ = rng_.position();
 
         Stats st;
@@ -268,6 +404,7 @@ public:
         q2_opt_.step(q2_.params(), q2_.grads());
 
         st.actor_loss = actor_gradients(batch, ws_.eps);
+        if (demo) st.bc_loss = bc_gradients(*demo, bc_weight, nn::GradMode::accumulate);
         actor_opt_.step(actor_.params(), actor_.grads());
 
         st.alpha_loss = alpha_gradient();
@@ -278,6 +415,8 @@ public:
         if (updates_ % opt_.target_update_interval == 0) soft_update_targets();
         return st;
     }
+
+public:
 
     // --- The pieces of update(), public for tests and custom training loops -----------------
 
@@ -509,6 +648,7 @@ private:
         if (o.target_entropy)
             detail::sac_require(std::isfinite(*o.target_entropy), "target_entropy", "finite",
                                 *o.target_entropy);
+        detail::sac_require(o.bc_squeeze > 0 && o.bc_squeeze <= 0.5, "bc_squeeze", "in (0, 0.5]", o.bc_squeeze);
         detail::sac_require(o.target_update_interval >= 1, "target_update_interval", ">= 1",
                             static_cast<double>(o.target_update_interval));
         return o;
@@ -522,6 +662,18 @@ private:
     void check_act(const VecCRef<T>& s, const VecRef<T>& a) const {
         if (s.size() != S_) persist::detail::throw_shape("SAC::act: state", S_, 1, s.size(), 1);
         if (a.size() != A_) persist::detail::throw_shape("SAC::act: action", A_, 1, a.size(), 1);
+    }
+
+    void check_demo(const DemoBatch<T>& d) const {
+        const Index B = d.size();
+        if (B < 1) throw ShapeError("SAC: empty demonstration batch (action has 0 columns)");
+        auto chk = [&](const char* what, Index r, Index c, Index er) {
+            if (r != er || c != B)
+                persist::detail::throw_shape(std::string("SAC: demonstration batch.") + what, er, B, r, c);
+        };
+        chk("action", d.action.rows(), d.action.cols(), A_);
+        if (obs_dim_ > 0) chk("observation", d.observation.rows(), d.observation.cols(), obs_dim_);
+        if (int_dim_ > 0) chk("internal", d.internal.rows(), d.internal.cols(), int_dim_);
     }
 
     void check_batch(const TransitionBatch<T>& b) const {
@@ -576,6 +728,8 @@ private:
     Rng rng_;
     T q_mean_ = 0, mean_logp_ = 0;
     Workspace ws_, act_ws_;
+    DemoBatch<T> demos_, demo_batch_;  // kept demonstrations and this update's draw
+    T bc_weight_ = 0;
 };
 
 }  // namespace persist::agents

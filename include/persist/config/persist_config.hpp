@@ -519,16 +519,21 @@ struct SafetyNetworkConfig {
     }
 };
 
-/// `demonstrations:` pre-train the viability approximator on safe demonstrations ("Change 4").
+/// `demonstrations:` learn from safe demonstrations ("Change 4"): pre-train the shield's models
+/// (internal model and viability approximator) and, when weight > 0, the policy (behaviour
+/// cloning), which keeps a BC term of that weight in its actor loss.
 struct DemonstrationsConfig {
     bool enabled = false;
     std::string path{};                   ///< demonstration file; required when enabled
-    std::int64_t pretrain_steps = 1000;   ///< >= 0
-    std::int64_t batch_size = 256;        ///< >= 1
-    double weight = 1.0;                  ///< weight of the demonstration loss, >= 0
+    std::int64_t pretrain_steps = 1000;   ///< updates of the shield's models before the first step, >= 0
+    std::int64_t batch_size = 256;        ///< demonstration steps per update (models and BC), >= 1
+    double weight = 1.0;                  ///< weight of the policy's BC loss; 0 = the policy ignores them, >= 0
+    std::int64_t policy_pretrain_steps = 1000;  ///< BC steps of the policy before the first step (weight > 0), >= 0
+    std::string policy_path{};            ///< the policy's demonstration file; "" = path
     void validate(Checker& v) const {
         if (enabled) v.require(!path.empty(), path, "expected a file path when demonstrations.enabled is true, got \"\"");
         v.check(pretrain_steps, non_negative);
+        v.check(policy_pretrain_steps, non_negative);
         v.check(batch_size, positive);
         v.check(weight, non_negative);
     }
@@ -662,7 +667,8 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::CurriculumConfig, enabled, warmup_steps
                         lambda_homeo_start, lambda_intr_start);
 BOOST_HANA_ADAPT_STRUCT(persist::config::SafetyNetworkConfig, enabled, hidden, lr, batch_size, min_samples,
                         switch_after_steps);
-BOOST_HANA_ADAPT_STRUCT(persist::config::DemonstrationsConfig, enabled, path, pretrain_steps, batch_size, weight);
+BOOST_HANA_ADAPT_STRUCT(persist::config::DemonstrationsConfig, enabled, path, pretrain_steps, batch_size, weight,
+                        policy_pretrain_steps, policy_path);
 BOOST_HANA_ADAPT_STRUCT(persist::config::StateEstimatorConfig, type, hidden_size, sequence_length, burn_in, lr,
                         batch_size);
 BOOST_HANA_ADAPT_STRUCT(persist::config::PartialObservabilityConfig, enabled, dropout_prob, noise_std);

@@ -100,6 +100,66 @@ public:
         return ws.grad_in;
     }
 
+    /// log pi(a|s) of *given* actions a in (-1, 1)^A (A x B), e.g. demonstrations for
+    /// behaviour cloning: u = atanh(a), z = (u - mean) / std,
+    ///   log pi(a|s) = sum_i [-z_i^2/2 - log std_i - log(2 pi)/2 - log(1 - a_i^2)].
+    /// Fills ws.log_prob (1 x B; returned) and what log_prob_backward() needs (ws.eps holds z).
+    /// An entry of `action` outside the open interval (-1, 1) or not finite is an Error naming
+    /// it (squeeze boundary actions first: atanh(+-1) is infinite).
+    const Mat<T>& log_prob_of(MatCRef<T> in, MatCRef<T> action, Workspace& ws) const {
+        check_in(in);
+        const Index B = in.cols();
+        detail::check_shape([] { return "TanhGaussian"; }, "log_prob_of action", A_, B, action.rows(),
+                            action.cols());
+        for (Mat<T>* m : {&ws.action, &ws.log_std, &ws.std, &ws.u, &ws.eps, &ws.dls_dr}) ensure_shape(*m, A_, B);
+        ensure_shape(ws.log_prob, 1, B);
+        const T lo = static_cast<T>(opt_.log_std_min);
+        const T half_range = static_cast<T>(0.5 * (opt_.log_std_max - opt_.log_std_min));
+        const T half_log2pi = static_cast<T>(0.5 * detail::kLog2Pi);
+        for (Index j = 0; j < B; ++j) {
+            T lp = 0;
+            for (Index i = 0; i < A_; ++i) {
+                const T a = action(i, j);
+                if (!(a > T(-1) && a < T(1)))
+                    throw Error("TanhGaussian::log_prob_of: action(" + std::to_string(i) + ", " + std::to_string(j) +
+                                ") = " + std::to_string(double(a)) +
+                                ": expected a value in the open interval (-1, 1) (squeeze actions on the bound)");
+                const T t = std::tanh(in(A_ + i, j));
+                const T ls = lo + half_range * (t + T(1));
+                const T sd = std::exp(ls);
+                const T u = std::atanh(a);
+                const T z = (u - in(i, j)) / sd;
+                ws.action(i, j) = a;
+                ws.u(i, j) = u;
+                ws.eps(i, j) = z;
+                ws.log_std(i, j) = ls;
+                ws.std(i, j) = sd;
+                ws.dls_dr(i, j) = half_range * (T(1) - t * t);
+                lp += T(-0.5) * z * z - ls - half_log2pi - std::log1p(-a * a);
+            }
+            ws.log_prob(0, j) = lp;
+        }
+        return ws.log_prob;
+    }
+
+    /// dL/din (2A x B) of the last log_prob_of() from dL/dlog_prob (1 x B), the actions held
+    /// fixed: d log pi/d mean_i = z_i / std_i, d log pi/d log std_i = z_i^2 - 1. Returns ws.grad_in.
+    const Mat<T>& log_prob_backward(Workspace& ws, MatCRef<T> grad_log_prob) const {
+        const Index B = ws.u.cols();
+        detail::check_shape([] { return "TanhGaussian"; }, "log_prob_backward grad_log_prob", 1, B,
+                            grad_log_prob.rows(), grad_log_prob.cols());
+        ensure_shape(ws.grad_in, 2 * A_, B);
+        for (Index j = 0; j < B; ++j) {
+            const T gl = grad_log_prob(0, j);
+            for (Index i = 0; i < A_; ++i) {
+                const T z = ws.eps(i, j);
+                ws.grad_in(i, j) = gl * z / ws.std(i, j);
+                ws.grad_in(A_ + i, j) = gl * (z * z - T(1)) * ws.dls_dr(i, j);
+            }
+        }
+        return ws.grad_in;
+    }
+
 private:
     void check_in(MatCRef<T> in) const {
         detail::check_shape([] { return "TanhGaussian"; }, "input [mean; log_std]", 2 * A_,
