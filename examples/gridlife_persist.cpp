@@ -83,6 +83,7 @@ struct Args {
     std::optional<std::int64_t> safety_min_samples;  ///< overrides safety_network.min_samples
     std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
     std::optional<std::vector<double>> shield_margins;  ///< overrides viability.shield.margins
+    std::optional<std::string> shield_relax;            ///< on | off: overrides viability.shield.relax_unavoidable
     std::optional<std::string> demonstrations;          ///< enables demonstrations with this file
     std::optional<std::string> policy_demonstrations;   ///< the policy's file (demonstrations.policy_path)
     std::optional<std::string> save, resume;
@@ -138,6 +139,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-min-samples") a.safety_min_samples = parse_int(f, value(), 0);
         else if (f == "--safety-overshoot") a.safety_overshoot = parse_number(f, value(), 0.0, 1.0);
         else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
+        else if (f == "--shield-relax") a.shield_relax = value();
         else if (f == "--demonstrations") a.demonstrations = value();
         else if (f == "--policy-demonstrations") a.policy_demonstrations = value();
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
@@ -150,6 +152,7 @@ Args parse(int argc, char** argv) {
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
                         "                        [--safety-min-samples N] [--safety-overshoot F] [--shield-margins M1,M2,..]\n"
+                        "                        [--shield-relax on|off]\n"
                         "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
@@ -376,9 +379,11 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
         const auto& lc = ls.counters();
         const auto& rc = ls.search().counters();
         std::printf("  shield                   %llu decisions (%llu before the models were trained), %llu projected, "
-                    "%llu with no action reaching conf; model mse %.2e, V_psi accuracy %.3f\n",
+                    "%llu with no action reaching conf (%llu deferred to the policy: relax_unavoidable); model mse "
+                    "%.2e, V_psi accuracy %.3f\n",
                     static_cast<unsigned long long>(lc.decisions), static_cast<unsigned long long>(lc.passthrough),
                     static_cast<unsigned long long>(rc.projections), static_cast<unsigned long long>(rc.infeasible),
+                    static_cast<unsigned long long>(rc.relaxed),
                     double(ls.last_model_stats().mse), double(ls.last_viability_stats().accuracy));
     };
     if constexpr (std::is_same_v<Sh, Learned>) print_learned(agent.shield());
@@ -467,6 +472,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
             if (given) ignored += (ignored.empty() ? "" : ", ") + std::string(flag);
         };
         note(a.shield_margins.has_value(), "--shield-margins");
+        note(a.shield_relax.has_value(), "--shield-relax");
         note(a.shield_warmup_given, "--shield-warmup");
         note(a.safety_network.has_value(), "--safety-network");
         note(a.switch_after.has_value(), "--switch-after");
@@ -490,6 +496,11 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
     persist::env::GridLife<T> probe(gcfg);
     persist::shield::LearnedShieldOptions so;
     so.rollout = persist::shield::RolloutShieldOptions::from_config(c.viability.shield, seed + 11);
+    if (a.shield_relax) {
+        if (*a.shield_relax == "on") so.rollout.relax_unavoidable = true;
+        else if (*a.shield_relax == "off") so.rollout.relax_unavoidable = false;
+        else throw persist::ConfigError("--shield-relax " + *a.shield_relax + ": expected on or off");
+    }
     so.model.internal_dim = probe.internal_dim();
     so.model.action_dim = probe.action_dim();
     so.model.obs_features = persist::parallel::gridlife_centre_features(probe);

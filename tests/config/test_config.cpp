@@ -387,7 +387,7 @@ TEST_CASE("wrong types", "[config][errors]") {
 TEST_CASE("unknown keys, at any depth, with a hint", "[config][errors]") {
     CHECK(yaml_error(seed_with("conf: 0.97", "confidence: 0.97")) ==
           "run.yaml:14: viability.shield.confidence: unknown key (did you mean \"conf\"?); viability.shield "
-          "accepts: type, conf, horizon, num_rollouts, margins, cem, cbf, ensemble");
+          "accepts: type, conf, horizon, num_rollouts, margins, relax_unavoidable, cem, cbf, ensemble");
     CHECK(doc_error({{"viability", {{"shield", {{"cem", {{"iters", 3}}}}}}}}) ==
           "viability.shield.cem.iters: unknown key; viability.shield.cem accepts: iterations, population, elites, "
           "init_std, momentum");

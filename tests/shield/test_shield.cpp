@@ -153,6 +153,55 @@ TEMPLATE_TEST_CASE("No safe action: infeasible is reported and the safest action
     }
 }
 
+TEMPLATE_TEST_CASE("relax_unavoidable: an unavoidable constraint is given up, the others still enforced", "[shield]",
+                   float, double) {
+    using T = TestType;
+    // energy >= 0.5 fails whatever the action (e' < 0.5 even at a = 0); energy >= 0.2 holds on the
+    // disk ||a|| <= rho. Off: the safest action (least effort); on: the nearest action of the disk.
+    const double rho = 0.5;
+    const viability::ConstraintSet<T> cs({"energy", "temp", "integrity"}, {"energy >= 0.5", "energy >= 0.2"});
+    for (Projection p : {Projection::cem, Projection::gradient}) {
+        DiskScene<T> sc(rho);
+        RolloutShieldOptions opt{.conf = 1.0, .horizon = 1, .num_rollouts = 1};
+        opt.projection = p;
+        opt.cem_iterations = 10;
+        Vec<T> a(2), out(2);
+        a << T(0.8), T(-0.6);  // |a| = 1: violates both
+        KnownShield<T> off(GridLifeRolloutModel<T>::from(sc.env), cs, {}, sc.env.action_low(), sc.env.action_high(), opt);
+        const auto d0 = off.project(a, sc.ts.observation, sc.x, out);
+        REQUIRE_FALSE(d0.feasible);
+        REQUIRE(d0.relaxed == 0u);
+        REQUIRE(out.norm() < T(0.1));
+        REQUIRE(off.counters().relaxed == 0);
+
+        opt.relax_unavoidable = true;
+        KnownShield<T> on(GridLifeRolloutModel<T>::from(sc.env), cs, {}, sc.env.action_low(), sc.env.action_high(), opt);
+        const auto d1 = on.project(a, sc.ts.observation, sc.x, out);
+        INFO("projection " << int(p) << ": out " << out.transpose() << ", |out| " << out.norm());
+        REQUIRE(d1.relaxed == 1u);   // constraint 0 given up
+        REQUIRE(d1.feasible);        // for the rest (energy >= 0.2)
+        REQUIRE(d1.projected);
+        REQUIRE(out.norm() <= T(rho + 1e-6));
+        REQUIRE(out.norm() >= T(rho - 0.08));  // near the disk's edge, not the least-effort action
+        REQUIRE(d1.distance <= T(1.0 - rho + 0.08));
+        REQUIRE(on.counters().relaxed == 1);
+        REQUIRE(on.counters().infeasible == 1);
+        // A proposal inside the disk passes unchanged once constraint 0 is given up.
+        a << T(0.2), T(0.1);
+        const auto d2 = on.project(a, sc.ts.observation, sc.x, out);
+        REQUIRE(d2.relaxed == 1u);
+        REQUIRE_FALSE(d2.projected);
+        REQUIRE(out == a);
+        // Both unavoidable: everything is given up, the proposal passes and nothing is feasible.
+        DiskScene<T> low(rho);
+        low.x[0] = T(0.2 + low.env.config().energy_decay - 0.001);
+        const auto d3 = on.project(a, low.ts.observation, low.x, out);
+        REQUIRE(d3.relaxed == 3u);
+        REQUIRE_FALSE(d3.feasible);
+        REQUIRE(out == a);
+    }
+}
+
 TEST_CASE("The binding constraint is the one violated first most often", "[shield]") {
     using T = double;
     DiskScene<T> sc(0.5);

@@ -216,6 +216,9 @@ struct ShieldConfig {
     /// intervals in on both sides), so it acts before the agent reaches the real boundary. The
     /// environment still terminates at the untightened set. Empty (default): no buffer.
     std::vector<double> margins{};
+    /// When no action reaches conf: give up the constraint that binds (predicted violated whatever
+    /// the action) and search again for the others (RolloutShieldOptions::relax_unavoidable).
+    bool relax_unavoidable = false;
     CemConfig cem{};
     CbfConfig cbf{};
     EnsembleShieldConfig ensemble{};
@@ -643,7 +646,8 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::InternalStateConfig, dims, mu, w);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CemConfig, iterations, population, elites, init_std, momentum);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CbfConfig, alpha, slack_penalty);
 BOOST_HANA_ADAPT_STRUCT(persist::config::EnsembleShieldConfig, members, vote);
-BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, margins, cem, cbf, ensemble);
+BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, margins, relax_unavoidable,
+                        cem, cbf, ensemble);
 BOOST_HANA_ADAPT_STRUCT(persist::config::ApproximatorConfig, hidden, lr, batch_size, focal_gamma, focal_alpha);
 BOOST_HANA_ADAPT_STRUCT(persist::config::NearBoundaryConfig, capacity, epsilon, replacement);
 BOOST_HANA_ADAPT_STRUCT(persist::config::ViabilityConfig, constraints, shield, approximator, near_boundary_buffer);

@@ -77,6 +77,10 @@ struct ShieldDecision {
     T probability = T(1);          ///< estimated Pr(x_{t+1:t+h} in V) for the returned action
     T distance = T(0);             ///< ||a_safe - a||_2
     std::int32_t binding_constraint = -1;  ///< index of the constraint that binds (-1: none)
+    /// Bit k: constraint k was given up as unavoidable within the horizon (no action found kept
+    /// it; RolloutShieldOptions::relax_unavoidable), and `feasible` / `probability` refer to the
+    /// remaining constraints. 0 otherwise.
+    std::uint32_t relaxed = 0;
 };
 
 }  // namespace persist

@@ -375,6 +375,10 @@ struct EnsembleRolloutModel {
 // Viability inside rollouts
 // ---------------------------------------------------------------------------------------------
 
+/// The margin reported for a constraint a view is told to ignore (its bit in `ignore`): far on
+/// the safe side, so it never fails and never binds (RolloutShieldOptions::relax_unavoidable).
+inline constexpr double kIgnoredMargin = 1e6;
+
 /// Sense codes of LinearConstraintsView (viability::Sense order).
 enum class ConstraintSense : std::int32_t { ge = 0, gt = 1, le = 2, lt = 3, interval = 4 };
 
@@ -391,6 +395,7 @@ struct LinearConstraintsView {
     const std::int32_t* sense = nullptr;    ///< ConstraintSense codes
     const T* lo = nullptr;                  ///< threshold (one-sided) or lower bound (interval)
     const T* hi = nullptr;                  ///< upper bound (interval)
+    std::uint32_t ignore = 0;               ///< bit k: constraint k reported as kIgnoredMargin (k < 32)
 
     PERSIST_HD std::int32_t count() const { return num_constraints; }
     PERSIST_HD std::int32_t scratch_size() const { return 0; }
@@ -411,6 +416,7 @@ struct LinearConstraintsView {
                 case ConstraintSense::lt: m[k] = lo[k] - e; break;
                 default: m[k] = detail::hd_min(e - lo[k], hi[k] - e); break;
             }
+            if (k < 32 && ((ignore >> k) & 1u)) m[k] = static_cast<T>(kIgnoredMargin);
         }
     }
     PERSIST_HD bool satisfied(std::int32_t k, T m) const {
@@ -429,6 +435,7 @@ struct LinearConstraintsView {
                 const T e = expr(k, x), lower = e - lo[k], upper = hi[k] - e;
                 s = lower < upper ? T(1) : (upper < lower ? T(-1) : T(0));
             }
+            if (k < 32 && ((ignore >> k) & 1u)) continue;  // a constant margin
             const T* a = coef + static_cast<std::int64_t>(k) * dim;
             for (std::int32_t j = 0; j < dim; ++j) g_x[j] += g_m[k] * s * a[j];
         }
@@ -443,6 +450,7 @@ struct MarginNetworkView {
     MLPView<T> net{};
     const T* in_mean = nullptr;
     const T* in_std = nullptr;
+    std::uint32_t ignore = 0;  ///< bit k: output k reported as kIgnoredMargin (k < 32)
 
     PERSIST_HD std::int32_t count() const { return net.out_dim(); }
     PERSIST_HD std::int32_t dim() const { return net.in_dim(); }
@@ -455,11 +463,12 @@ struct MarginNetworkView {
             in = scratch;
         }
         const T* out = mlp_forward(net, in, scratch + D);
-        for (std::int32_t k = 0; k < net.out_dim(); ++k) m[k] = out[k];
+        for (std::int32_t k = 0; k < net.out_dim(); ++k)
+            m[k] = (k < 32 && ((ignore >> k) & 1u)) ? static_cast<T>(kIgnoredMargin) : out[k];
     }
     PERSIST_HD bool satisfied(std::int32_t, T m) const { return m >= T(0); }
     PERSIST_HD std::int32_t vjp_scratch_size() const {
-        return 2 * net.in_dim() + mlp_cache_size(net) + mlp_scratch_size(net);
+        return 2 * net.in_dim() + mlp_cache_size(net) + mlp_scratch_size(net) + net.out_dim();
     }
     PERSIST_HD void margins_vjp(const T* x, const T* g_m, T* g_x, T* scratch) const {
         const std::int32_t D = net.in_dim();
@@ -469,6 +478,11 @@ struct MarginNetworkView {
         T* tmp = cache + mlp_cache_size(net);
         for (std::int32_t j = 0; j < D; ++j) z[j] = in_mean ? (x[j] - in_mean[j]) / in_std[j] : x[j];
         mlp_forward_cached(net, z, cache);
+        if (ignore) {  // ignored outputs are constants: no gradient through them
+            T* gm = tmp + mlp_scratch_size(net);
+            for (std::int32_t k = 0; k < net.out_dim(); ++k) gm[k] = (k < 32 && ((ignore >> k) & 1u)) ? T(0) : g_m[k];
+            g_m = gm;
+        }
         mlp_backward_input(net, cache, g_m, gz, tmp);
         for (std::int32_t j = 0; j < D; ++j) g_x[j] += in_mean ? gz[j] / in_std[j] : gz[j];
     }
@@ -937,6 +951,9 @@ private:
                     for (std::int32_t k = 0; k < C; ++k) marg[k][j] = tmp[X + k];
                 }
             }
+            if (viab.ignore)  // constraints the view ignores (as its margins() does)
+                for (std::int32_t k = 0; k < C && k < 32; ++k)
+                    if ((viab.ignore >> k) & 1u) marg[k] = lanes::splat<L>(static_cast<float>(kIgnoredMargin));
             // record_step on all lanes at once (same rules, same order of constraints).
             const VI open = fv >= h;
             V worst = lanes::splat<L>(detail::infinity<float>());

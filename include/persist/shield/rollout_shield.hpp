@@ -18,6 +18,7 @@
 /// view. A ConstraintSet given to the constructor is held by reference and re-read at every
 /// decision (curriculum changes apply at once); it must outlive the shield.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -66,6 +67,14 @@ struct RolloutShieldOptions {
     double grad_temperature = 0.01;        ///< softmin temperature tau (margin units), > 0
     double grad_margin_target = 0.005;     ///< delta: pushed to S / ||dS/da'|| >= delta (action units), >= 0
     Projection projection = Projection::cem;
+    /// When no action reaches alpha: give up the constraint that binds the best action found (it
+    /// is predicted violated whatever the action) and check the proposal, then search, again for
+    /// the remaining constraints; repeated while infeasible (only constraints 0..31 can be given
+    /// up). With all of them given up the proposal passes unchanged: for a single learned margin
+    /// (LearnedShield's V_psi) this option means "defer to the policy when no action is safe".
+    /// Off: return the safest action found, which under an unavoidable violation is the one that
+    /// delays it most (e.g. standing still while starving).
+    bool relax_unavoidable = false;
     parallel::Backend backend = parallel::Backend::eigen;
     std::uint64_t seed = 0;  ///< noise and CEM sampling key
 
@@ -81,6 +90,7 @@ struct RolloutShieldOptions {
         o.cem_elites = static_cast<std::int32_t>(c.cem.elites);
         o.cem_init_std = c.cem.init_std;
         o.cem_momentum = c.cem.momentum;
+        if constexpr (requires { c.relax_unavoidable; }) o.relax_unavoidable = c.relax_unavoidable;
         o.seed = seed;
         return o;
     }
@@ -186,6 +196,7 @@ struct ShieldCounters {
     std::uint64_t decisions = 0;    ///< project() calls
     std::uint64_t projections = 0;  ///< decisions whose check failed (a projection was searched)
     std::uint64_t infeasible = 0;   ///< projections that found no action reaching alpha
+    std::uint64_t relaxed = 0;      ///< decisions that gave up at least one constraint (relax_unavoidable)
     std::uint64_t checks = 0;       ///< candidate actions evaluated (K rollouts each)
 };
 
@@ -278,11 +289,34 @@ public:
         best_a_ = a;
         if (opt_.projection == Projection::gradient) project_gradient(a, o, x, call);
         else project_cem(a, o, x, call);
-        const bool feasible = best_.probability >= alpha_;
+        bool feasible = best_.probability >= alpha_;
         if (!feasible) ++counters_.infeasible;
+        if (!feasible && opt_.relax_unavoidable) {
+            const std::uint32_t before = viab_.ignore;
+            std::uint32_t mask = 0;
+            std::int32_t left = viab_.count();
+            while (!feasible && left > 0 && best_.binding >= 0 && best_.binding < 32 &&
+                   !((mask >> best_.binding) & 1u)) {
+                mask |= 1u << best_.binding;
+                --left;
+                viab_.ignore = before | mask;
+                for (Index i = 0; i < A_; ++i) act_(i, 0) = a[i];
+                evaluate(1, 0, call, o.data(), x.data(), a.data());  // the proposal, relaxed
+                best_ = stats_[0];
+                best_a_ = a;
+                if (best_.probability < alpha_) {
+                    if (opt_.projection == Projection::gradient) project_gradient(a, o, x, call);
+                    else project_cem(a, o, x, call);
+                }
+                feasible = best_.probability >= alpha_;
+            }
+            viab_.ignore = before;
+            d.relaxed = mask;
+            ++counters_.relaxed;
+        }
         a_safe = best_a_;
         d.projected = best_.distance > T(0);
-        d.feasible = feasible;
+        d.feasible = feasible && std::popcount(d.relaxed) < viab_.count();  // nothing enforced: not feasible
         d.probability = best_.probability;
         d.distance = best_.distance;
         d.binding_constraint = best_.binding;
@@ -351,6 +385,7 @@ public:
         v(state_tensor("decisions", &counters_.decisions, {}));
         v(state_tensor("projections", &counters_.projections, {}));
         v(state_tensor("infeasible", &counters_.infeasible, {}));
+        v(state_tensor("relaxed", &counters_.relaxed, {}));
         v(state_tensor("checks", &counters_.checks, {}));
     }
 
