@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Table of scripts/gridlife_results.sh: reads <dir>/{rollout,none}_s<S>.jsonl (+ .time.json)."""
+"""Table of scripts/gridlife_results.sh: reads <dir>/{rollout,none,sac}_s<S>.jsonl (+ .time.json)."""
 import json
 import sys
 from pathlib import Path
@@ -22,13 +22,14 @@ def load(path):
 def main():
     out = Path(sys.argv[1])
     seeds = sys.argv[2:]
-    names = {"rollout": "PERSIST (LearnedShield)", "none": "SAC, no shield"}
+    names = {"rollout": "PERSIST (LearnedShield)", "none": "SAC, no shield", "sac": "plain SAC (seed config)"}
     rows, totals = [], {}
-    for v in ("rollout", "none"):
+    for v in ("rollout", "none", "sac"):
         for s in seeds:
             f = out / f"{v}_s{s}.jsonl"
             if not f.exists():
-                print(f"missing {f}", file=sys.stderr)
+                if v != "sac":
+                    print(f"missing {f}", file=sys.stderr)
                 continue
             eps, summ, ev = load(f)
             wall = json.loads((out / f"{v}_s{s}.time.json").read_text())["wall_s"]
@@ -82,6 +83,13 @@ def main():
         eb = sum(b["eval"]) / len(b["eval"])
         print(f"Mean evaluation survival: PERSIST {ea:.1f}, SAC {eb:.1f} steps of 512 "
               f"(PERSIST {100 * ea / 512:.0f} % of the horizon; target >= 90 %).")
+    if "rollout" in totals and "sac" in totals:
+        a, c = totals["rollout"], totals["sac"]
+        ratio = c["viol"] / a["viol"] if a["viol"] else float("inf")
+        ec = sum(c["eval"]) / len(c["eval"])
+        print(f"Against plain SAC (seed config, no demonstrations, no shield): violations PERSIST {a['viol']}, "
+              f"SAC {c['viol']}: {ratio:.2f}x fewer (target >= 10x); plain SAC's evaluation survival {ec:.1f} steps "
+              f"({100 * ec / 512:.0f} %).")
 
 
 if __name__ == "__main__":

@@ -200,6 +200,24 @@ TEST_CASE("examples/configs/gridlife.json and gridlife_full.yaml load", "[config
     CHECK(cfg::yaml_to_json(read_file(kExamples + "/gridlife_full.yaml")) == cfg::to_json(expected));
 }
 
+TEST_CASE("examples/configs/gridlife_demos.yaml is the seed config plus demonstrations", "[config][seed]") {
+    const PersistConfig seed = cfg::load_config(kExamples + "/gridlife.yaml");
+    const PersistConfig demos = cfg::load_config(kExamples + "/gridlife_demos.yaml");
+    CHECK(demos.demonstrations.enabled);
+    CHECK(demos.demonstrations.weight == 1.0);
+    CHECK(demos.demonstrations.policy_pretrain_steps == 20000);
+    CHECK(demos.viability.shield.margins == std::vector<double>{0.1, 0.0, 0.0});
+    CHECK(demos.train.sac.init_alpha == 0.05);
+    CHECK(demos.train.sac.target_entropy == std::optional<double>(-4.0));
+    // Nothing else differs from the seed's section 8.
+    PersistConfig expected = seed;
+    expected.demonstrations = demos.demonstrations;
+    expected.viability.shield.margins = demos.viability.shield.margins;
+    expected.train.sac.init_alpha = demos.train.sac.init_alpha;
+    expected.train.sac.target_entropy = demos.train.sac.target_entropy;
+    CHECK(cfg::first_difference(demos, expected) == std::nullopt);
+}
+
 // ------------------------------------------------------------------------------------------
 // Round trips
 // ------------------------------------------------------------------------------------------
