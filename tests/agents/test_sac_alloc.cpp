@@ -62,3 +62,34 @@ TEST_CASE("SAC update/act allocate nothing at a fixed batch size (float, 256x256
 TEST_CASE("SAC update/act allocate nothing (double, internal variables, B = 7)", "[agents][sac][alloc]") {
     check_no_allocation<double>({16, 8}, 3, 2, 7);
 }
+
+TEST_CASE("SAC with kept demonstrations: update and behavior_clone allocate nothing after the first call",
+          "[agents][sac][alloc][bc]") {
+    using T = float;
+    const Index obs = 5, internal = 3, B = 32;
+    const Vec<T> lo = Vec<T>::Constant(2, T(-1)), hi = Vec<T>::Constant(2, T(2));
+    persist::agents::SACOptions o;
+    o.hidden = {64, 64};
+    persist::agents::SAC<T> sac(obs, internal, lo, hi, o);
+    Rng rng(2);
+    persist::agents::DemoBatch<T> demos;
+    demos.observation = persist::Mat<T>::Random(obs, 100);
+    demos.internal = persist::Mat<T>::Random(internal, 100);
+    demos.action = persist::Mat<T>::Constant(2, 100, T(0.5));
+    sac.set_demonstrations(demos, T(1), 16);
+    const auto b1 = sactest::random_batch<T>(obs, internal, lo, hi, B, rng);
+    const auto b2 = sactest::random_batch<T>(obs, internal, lo, hi, B, rng);
+    persist::agents::DemoBatch<T> bc{demos.observation.leftCols(16), demos.internal.leftCols(16),
+                                     demos.action.leftCols(16)};
+    sac.update(b1);  // shapes the workspaces, including the BC ones
+    sac.behavior_clone(bc);
+    typename persist::agents::SAC<T>::Stats st;
+    const long n = count_allocations([&] {
+        st = sac.update(b2);
+        st = sac.update(b1);
+        sac.behavior_clone(bc);
+    });
+    CHECK(n == 0);
+    CHECK(st.bc_loss != T(0));  // computed (a negative log-density may be negative)
+    CHECK(std::isfinite(static_cast<double>(st.bc_loss)));
+}
