@@ -196,7 +196,9 @@ struct ShieldCounters {
     std::uint64_t decisions = 0;    ///< project() calls
     std::uint64_t projections = 0;  ///< decisions whose check failed (a projection was searched)
     std::uint64_t infeasible = 0;   ///< projections that found no action reaching alpha
-    std::uint64_t relaxed = 0;      ///< decisions that gave up at least one constraint (relax_unavoidable)
+    /// Decisions that gave up at least one constraint (relax_unavoidable). Not in visit_state
+    /// (checkpoints written before it existed must still load): 0 again after a load.
+    std::uint64_t relaxed = 0;
     std::uint64_t checks = 0;       ///< candidate actions evaluated (K rollouts each)
 };
 
@@ -312,7 +314,7 @@ public:
             }
             viab_.ignore = before;
             d.relaxed = mask;
-            ++counters_.relaxed;
+            if (mask) ++counters_.relaxed;
         }
         a_safe = best_a_;
         d.projected = best_.distance > T(0);
@@ -385,7 +387,6 @@ public:
         v(state_tensor("decisions", &counters_.decisions, {}));
         v(state_tensor("projections", &counters_.projections, {}));
         v(state_tensor("infeasible", &counters_.infeasible, {}));
-        v(state_tensor("relaxed", &counters_.relaxed, {}));
         v(state_tensor("checks", &counters_.checks, {}));
     }
 
