@@ -1,5 +1,6 @@
 #pragma once
 // Shared helpers of the SAC tests: random transition batches and bitwise comparisons.
+#include <cstdint>
 #include <cstring>
 
 #include "persist/core/random.hpp"
@@ -58,6 +59,27 @@ bool same_params(const Agent& x, const Agent& y) {
            bitwise_equal(x.q1_target().params(), y.q1_target().params()) &&
            bitwise_equal(x.q2_target().params(), y.q2_target().params()) &&
            x.log_alpha() == y.log_alpha() && x.updates() == y.updates();
+}
+
+// The small double agent of the gradient and update-order tests: s = [3 observation entries;
+// 2 internal], 2 actions on the box [-2, 2] x [-1, 3].
+inline constexpr Index kObs = 3, kInt = 2, kAct = 2;
+inline Vec<double> low_d() { return (Vec<double>(2) << -2.0, -1.0).finished(); }
+inline Vec<double> high_d() { return (Vec<double>(2) << 2.0, 3.0).finished(); }
+
+/// A small double agent whose target critics differ from the online ones and alpha != 1, so
+/// every term of every loss is exercised.
+template <class Agent>
+Agent small_agent(std::uint64_t seed = 3) {
+    typename Agent::Options o;
+    o.hidden = {12, 10};
+    o.init_alpha = 0.3;
+    o.seed = seed;
+    Agent sac(kObs, kInt, low_d(), high_d(), o);
+    Rng rng(seed + 100);
+    for (auto* net : {&sac.q1_target(), &sac.q2_target()})
+        for (Index k = 0; k < net->params().size(); ++k) net->params()(k) += rng.uniform<double>(-0.2, 0.2);
+    return sac;
 }
 
 }  // namespace sactest

@@ -40,24 +40,9 @@ static_assert(!persist::agents::detail::SACOptimizer<persist::nn::MLP<double>, d
 
 namespace {
 
-constexpr Index kObs = 3, kInt = 2, kAct = 2, kB = 6;
+constexpr Index kB = 6;
 
-Vec<double> low_d() { return (Vec<double>(2) << -2.0, -1.0).finished(); }
-Vec<double> high_d() { return (Vec<double>(2) << 2.0, 3.0).finished(); }
-
-/// A small double agent whose target critics differ from the online ones and alpha != 1, so
-/// every term of every loss is exercised.
-SAC<double> small_agent(std::uint64_t seed = 3) {
-    SACOptions o;
-    o.hidden = {12, 10};
-    o.init_alpha = 0.3;
-    o.seed = seed;
-    SAC<double> sac(kObs, kInt, low_d(), high_d(), o);
-    Rng rng(seed + 100);
-    for (auto* net : {&sac.q1_target(), &sac.q2_target()})
-        for (Index k = 0; k < net->params().size(); ++k) net->params()(k) += rng.uniform<double>(-0.2, 0.2);
-    return sac;
-}
+SAC<double> small_agent(std::uint64_t seed = 3) { return sactest::small_agent<SAC<double>>(seed); }
 
 Mat<double> normal_mat(Index r, Index c, Rng& rng) {
     Mat<double> m(r, c);

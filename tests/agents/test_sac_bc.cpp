@@ -27,18 +27,7 @@ using namespace sactest;
 
 namespace {
 
-constexpr Index kObs = 3, kInt = 2, kAct = 2;
-
-Vec<double> low_d() { return (Vec<double>(2) << -2.0, -1.0).finished(); }
-Vec<double> high_d() { return (Vec<double>(2) << 2.0, 3.0).finished(); }
-
-SAC<double> small_agent(std::uint64_t seed = 3) {
-    SACOptions o;
-    o.hidden = {12, 10};
-    o.init_alpha = 0.3;
-    o.seed = seed;
-    return SAC<double>(kObs, kInt, low_d(), high_d(), o);
-}
+SAC<double> small_agent(std::uint64_t seed = 3) { return sactest::small_agent<SAC<double>>(seed); }
 
 /// B demonstration steps with states in U(-1, 1) and actions inside the box (not on it).
 template <class T>

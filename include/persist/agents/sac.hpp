@@ -290,13 +290,7 @@ public:
         if (demos.size() > 0) {
             check_demo(demos);
             for (Index j = 0; j < demos.size(); ++j)  // fail now, not in the middle of training
-                for (Index i = 0; i < A_; ++i) {
-                    const T an = (demos.action(i, j) - bias_(i)) * inv_scale_(i);
-                    if (!(std::abs(an) <= T(1) + T(1e-6)))
-                        throw Error("SAC::set_demonstrations: demonstration action " + std::to_string(j) + " entry " +
-                                    std::to_string(i) + " = " + std::to_string(double(demos.action(i, j))) +
-                                    ": expected a finite value in the action box");
-                }
+                for (Index i = 0; i < A_; ++i) normalized_demo_action(demos, i, j, "SAC::set_demonstrations");
             if (!(demos.observation.allFinite() && demos.internal.allFinite()))
                 throw Error("SAC::set_demonstrations: non-finite demonstration state");
         }
@@ -353,16 +347,8 @@ public:
         ensure_shape(ws_.bc_a, A_, B);
         const T hi = T(1) - static_cast<T>(opt_.bc_squeeze);
         for (Index j = 0; j < B; ++j)
-            for (Index i = 0; i < A_; ++i) {
-                const T an = (demo.action(i, j) - bias_(i)) * inv_scale_(i);
-                if (!(std::abs(an) <= T(1) + T(1e-6)))
-                    throw Error("SAC::bc_gradients: demonstration action " + std::to_string(j) + " entry " +
-                                std::to_string(i) + " = " + std::to_string(double(demo.action(i, j))) +
-                                ": expected a finite value in the action box [" +
-                                std::to_string(double(bias_(i) - scale_(i))) + ", " +
-                                std::to_string(double(bias_(i) + scale_(i))) + "]");
-                ws_.bc_a(i, j) = std::clamp(an, -hi, hi);
-            }
+            for (Index i = 0; i < A_; ++i)
+                ws_.bc_a(i, j) = std::clamp(normalized_demo_action(demo, i, j, "SAC::bc_gradients"), -hi, hi);
         const Mat<T>& out = actor_.forward(ws_.bc_s, ws_.bc_actor);
         const Mat<T>& lp = head_.log_prob_of(out, ws_.bc_a, ws_.bc_head);
         const T loss = -lp.mean();
@@ -662,6 +648,18 @@ private:
     void check_act(const VecCRef<T>& s, const VecRef<T>& a) const {
         if (s.size() != S_) persist::detail::throw_shape("SAC::act: state", S_, 1, s.size(), 1);
         if (a.size() != A_) persist::detail::throw_shape("SAC::act: action", A_, 1, a.size(), 1);
+    }
+
+    /// Demonstration action (i, j) mapped from the box to [-1, 1]; outside the box (beyond 1e-6
+    /// of its half-width) or not finite: an Error naming the column, the entry and the box.
+    T normalized_demo_action(const DemoBatch<T>& d, Index i, Index j, const char* where) const {
+        const T an = (d.action(i, j) - bias_(i)) * inv_scale_(i);
+        if (!(std::abs(an) <= T(1) + T(1e-6)))
+            throw Error(std::string(where) + ": demonstration action " + std::to_string(j) + " entry " +
+                        std::to_string(i) + " = " + std::to_string(double(d.action(i, j))) +
+                        ": expected a finite value in the action box [" + std::to_string(double(bias_(i) - scale_(i))) +
+                        ", " + std::to_string(double(bias_(i) + scale_(i))) + "]");
+        return an;
     }
 
     void check_demo(const DemoBatch<T>& d) const {
