@@ -40,7 +40,8 @@ persist::viability::ConstraintSet<float> seed_set() {
     return {{"energy", "temp", "integrity"}, {"energy >= 0.2", "temp in [0.3, 0.7]", "integrity >= 0.6"}};
 }
 
-Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed, std::uint64_t noise_seed = 0) {
+persist::shield::LearnedShieldOptions test_options(const Env& env, std::int64_t warmup, std::uint64_t seed,
+                                                   std::uint64_t noise_seed = 0) {
     persist::shield::LearnedShieldOptions o;
     o.model.internal_dim = 3;
     o.model.action_dim = 2;
@@ -53,7 +54,12 @@ Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed, std:
     o.rollout.cem_elites = 6;
     o.rollout.seed = noise_seed ? noise_seed : seed + 2;  // the shield's noise key (an option, not state)
     o.warmup_updates = warmup;
-    return Shield(seed_set(), Kin::from(env), env.action_low(), env.action_high(), o);
+    return o;
+}
+
+Shield make_shield(const Env& env, std::int64_t warmup, std::uint64_t seed, std::uint64_t noise_seed = 0) {
+    return Shield(seed_set(), Kin::from(env), env.action_low(), env.action_high(),
+                  test_options(env, warmup, seed, noise_seed));
 }
 
 /// Random play (uniform actions) into a replay buffer, with the near-boundary buffer fed as the
@@ -356,4 +362,74 @@ TEST_CASE("LearnedShield::pretrain on safe demonstrations: f_theta and V_psi lea
     CHECK_THROWS_AS(sh.pretrain(loaded, -1, 8, rng), persist::ConfigError);
     CHECK_THROWS_AS(sh.pretrain(loaded, 1, 0, rng), persist::ConfigError);
     CHECK(sh.counters().updates == 600);  // failed calls changed nothing
+}
+
+TEST_CASE("LearnedShield's synthetic states reach the constraints' boundaries the data never came near",
+          "[shield][learned][demonstrations]") {
+    Env env;
+    // A linear combination too: along energy it crosses 0.9 - 0.5 * 0.925 = 0.4375 (inside the
+    // data's box), along integrity (0.9 - 0.61) / 0.5 = 0.58 (below it).
+    const persist::viability::ConstraintSet<float> cs{{"energy", "temp", "integrity"},
+                                                      {"energy >= 0.2", "temp in [0.3, 0.7]",
+                                                       "energy + 0.5*integrity >= 0.9"}};
+    TransitionBatch<float> b;
+    b.resize(env.observation_dim(), 3, 2, cs.num_constraints(), 2);
+    b.observation.setZero(), b.next_observation.setZero(), b.action.setZero();
+    b.reward.setZero(), b.terminated.setZero(), b.truncated.setZero();
+    b.r_task.setZero(), b.r_homeo.setZero(), b.r_intr.setZero();
+    b.internal.col(0) << 0.6f, 0.45f, 0.9f;
+    b.internal.col(1) << 0.62f, 0.55f, 0.95f;
+    b.next_internal = b.internal;
+    cs.margins(b.next_internal, b.margins);
+    const auto box_after_one_update = [&](bool cover) {
+        auto o = test_options(env, 0, 3);
+        o.synthetic_cover_constraints = cover;
+        Shield sh(cs, Kin::from(env), env.action_low(), env.action_high(), o);
+        CHECK(sh.synthetic_box().rows() == 0);  // nothing seen yet
+        sh.update(b);
+        return sh.synthetic_box();
+    };
+    const Mat<float> on = box_after_one_update(true), off = box_after_one_update(false);
+    REQUIRE(on.rows() == 3);
+    REQUIRE(off.rows() == 3);
+    const auto widened = [](float lo, float hi) {  // synthetic_box_margin 0.1 of the width per side
+        return std::pair{lo - 0.1f * (hi - lo), hi + 0.1f * (hi - lo)};
+    };
+    const std::pair<float, float> want_on[3] = {widened(0.2f, 0.62f), widened(0.3f, 0.7f), widened(0.58f, 0.95f)};
+    const std::pair<float, float> want_off[3] = {widened(0.6f, 0.62f), widened(0.45f, 0.55f), widened(0.9f, 0.95f)};
+    for (Index j = 0; j < 3; ++j) {
+        INFO("variable " << j);
+        CHECK(on(j, 0) == Approx(want_on[j].first).margin(1e-6));
+        CHECK(on(j, 1) == Approx(want_on[j].second).margin(1e-6));
+        CHECK(off(j, 0) == Approx(want_off[j].first).margin(1e-6));
+        CHECK(off(j, 1) == Approx(want_off[j].second).margin(1e-6));
+    }
+
+    // What it changes: a careful forager's demonstrations keep temp well inside [0.3, 0.7], so
+    // without the boundaries V_psi has no hot or cold example and calls them safe.
+    const auto demos = forager_demos(env, 4, 5, 0.0);
+    const float t_lo = demos.states().row(1).minCoeff(), t_hi = demos.states().row(1).maxCoeff();
+    INFO("demonstrations' temp range [" << t_lo << ", " << t_hi << "]");
+    REQUIRE(t_lo > 0.33f);
+    REQUIRE(t_hi < 0.67f);
+    Mat<float> probe(3, 40);  // energy 0.7, integrity 0.9 (safe), temp across [0.2, 0.8]
+    for (Index j = 0; j < 40; ++j) probe.col(j) << 0.7f, 0.2f + 0.6f * float(j) / 39.f, 0.9f;
+    Mat<float> truth(3, 40);
+    seed_set().margins(probe, truth);
+    const auto misjudged = [&](bool cover) {
+        auto o = test_options(env, 0, 21);
+        o.synthetic_cover_constraints = cover;
+        Shield sh(seed_set(), Kin::from(env), env.action_low(), env.action_high(), o);
+        Rng rng(8);
+        sh.pretrain(demos, 600, 256, rng);
+        Mat<float> m(1, 40);
+        sh.viability_model().margins(probe, m);
+        int wrong = 0;
+        for (Index j = 0; j < 40; ++j) wrong += (m(0, j) > 0) != (truth.col(j).minCoeff() > 0);
+        return wrong;
+    };
+    const int wrong_on = misjudged(true), wrong_off = misjudged(false);
+    INFO("temp probes misjudged by V_psi: " << wrong_on << " / 40 with the boundaries, " << wrong_off << " without");
+    CHECK(wrong_on <= 2);   // at most the probes next to 0.3 and 0.7
+    CHECK(wrong_off >= 8);  // a good part of the unsafe ones called safe
 }

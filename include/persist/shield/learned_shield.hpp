@@ -50,11 +50,18 @@ struct LearnedShieldOptions {
     viability::ApproximatorOptions viability{};  ///< dim = internal_dim (set automatically when 0)
     std::int64_t warmup_updates = 1000;        ///< model updates before the shield filters, >= 0
     /// States per update drawn uniformly from the box the observed internal states span
-    /// (widened by synthetic_box_margin of its width on each side) and labelled by the true
+    /// (extended to the constraints' boundaries when synthetic_cover_constraints, then widened
+    /// by synthetic_box_margin of its width on each side) and labelled by the true
     /// constraints: replay data holds few unsafe states (an episode has one), so without them
     /// V_psi's frontier is wherever the network happens to put it. 0 disables, >= 0.
     Index synthetic_states = 256;
     double synthetic_box_margin = 0.1;         ///< >= 0
+    /// The synthetic box also spans every constraint's boundary (before the widening): for a
+    /// constraint on one variable its thresholds, for a linear combination the point on the
+    /// boundary along each of its variables through the observed box's centre. Without it, data
+    /// from a careful agent (or demonstrations) that never came near a bound leaves V_psi with
+    /// no unsafe example on that side, and it extrapolates "safe" there.
+    bool synthetic_cover_constraints = true;
     std::uint64_t seed = 0;                    ///< synthetic-state stream
 };
 
@@ -169,7 +176,8 @@ public:
     /// transitions (x_t, a_t, o_t) -> x_{t+1} drawn uniformly with replacement from consecutive
     /// steps of one episode (lines of an episode are its steps in order, docs/models.md
     /// "Demonstration files"). V_psi's labels are the true constraints', as in training (its
-    /// synthetic states cover the box the demonstrations span). Only what the demonstrations
+    /// synthetic states cover the box the demonstrations span, extended to the constraints'
+    /// boundaries). Only what the demonstrations
     /// show is learned: a careful expert that never steps on a hazard teaches f_theta nothing
     /// about hazards (docs/shield.md, "Pre-training on demonstrations"). The demonstrations must carry
     /// actions and the observation entries f_theta reads (ShapeError naming the dimensions);
@@ -232,6 +240,16 @@ public:
     const Search& search() const { return search_; }
     const LearnedShieldCounters& counters() const { return counters_; }
     const LearnedShieldOptions& options() const { return opt_; }
+    /// The box the next synthetic states are drawn from (internal_dim x 2: lo, hi per
+    /// variable): the observed states' box, extended to the constraints' boundaries when
+    /// synthetic_cover_constraints, widened by synthetic_box_margin of its width per side.
+    /// Empty (0 x 2) before any state was seen.
+    Mat<T> synthetic_box() const {
+        Mat<T> box(box_lo_.size() == constraints_.dim() ? constraints_.dim() : 0, 2);
+        if (box.rows() > 0 && box_lo_[0] <= box_hi_[0]) sampling_box(box);
+        else box.resize(0, 2);
+        return box;
+    }
     const models::EnsembleUpdateStats<T>& last_model_stats() const { return last_model_; }
     const viability::ApproximatorStats<T>& last_viability_stats() const { return last_viab_; }
 
@@ -285,10 +303,11 @@ private:
         ensure_shape(synth_x_, X, N);
         ensure_shape(synth_y_, 1, N);
         ensure_shape(synth_m_, constraints_.num_constraints(), N);
+        ensure_shape(synth_box_, X, 2);
+        sampling_box(synth_box_);
         Rng rng(opt_.seed, /*stream=*/0x5359'0000'0000ull + counters_.updates);
         for (Index j = 0; j < X; ++j) {
-            const T w = box_hi_[j] - box_lo_[j];
-            const T lo = box_lo_[j] - T(opt_.synthetic_box_margin) * w, hi = box_hi_[j] + T(opt_.synthetic_box_margin) * w;
+            const T lo = synth_box_(j, 0), hi = synth_box_(j, 1);
             for (Index b = 0; b < N; ++b) synth_x_(j, b) = lo + (hi - lo) * rng.template uniform<T>();
         }
         constraints_.margins(synth_x_, synth_m_);
@@ -298,6 +317,44 @@ private:
             synth_y_(0, b) = safe ? T(1) : T(0);
         }
         viab_.train_step(synth_x_, synth_y_);
+    }
+
+    /// box (X x 2) = the observed box, extended to the constraints' boundaries
+    /// (synthetic_cover_constraints), then widened by synthetic_box_margin of its width.
+    void sampling_box(MatRef<T> box) const {
+        const Index X = constraints_.dim();
+        box.col(0) = box_lo_;
+        box.col(1) = box_hi_;
+        if (opt_.synthetic_cover_constraints) {
+            const auto reach = [&](Index j, T v) {
+                if (!std::isfinite(v)) return;
+                box(j, 0) = std::min(box(j, 0), v);
+                box(j, 1) = std::max(box(j, 1), v);
+            };
+            for (Index k = 0; k < constraints_.num_constraints(); ++k) {
+                const auto& c = constraints_.constraint(k);
+                // e(x) = a . x crosses a threshold t along variable j (the others at the
+                // observed box's centre) at x_j = (t - sum_{i != j} a_i centre_i) / a_j.
+                T rest_all = T(0);
+                for (Index i = 0; i < X; ++i)
+                    if (c.a[i] != T(0)) rest_all += c.a[i] * (box_lo_[i] + box_hi_[i]) / T(2);
+                for (Index j = 0; j < X; ++j) {
+                    if (c.a[j] == T(0)) continue;
+                    const T rest = rest_all - c.a[j] * (box_lo_[j] + box_hi_[j]) / T(2);
+                    if (c.is_interval()) {
+                        reach(j, (c.lo - rest) / c.a[j]);
+                        reach(j, (c.hi - rest) / c.a[j]);
+                    } else {
+                        reach(j, (c.threshold - rest) / c.a[j]);
+                    }
+                }
+            }
+        }
+        for (Index j = 0; j < X; ++j) {
+            const T w = box(j, 1) - box(j, 0);
+            box(j, 0) -= T(opt_.synthetic_box_margin) * w;
+            box(j, 1) += T(opt_.synthetic_box_margin) * w;
+        }
     }
 
     void refresh() {
@@ -324,7 +381,7 @@ private:
     parallel::GaussianEnsembleView<T> model_view_{};
     parallel::MLPView<T> viab_view_{};
     Vec<T> box_lo_, box_hi_;
-    Mat<T> synth_x_, synth_y_, synth_m_;
+    Mat<T> synth_x_, synth_y_, synth_m_, synth_box_;
     models::EnsembleUpdateStats<T> last_model_{};
     viability::ApproximatorStats<T> last_viab_{};
 };
