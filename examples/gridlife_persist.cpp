@@ -1,7 +1,7 @@
 // gridlife_persist: the PERSIST experiment of the seed document on GridLife-v0.
 //
 //   PersistAgent< GridLife<float>, SAC<float>,
-//                 {LearnedShield<float, GridLifePatchKinematics> | NullShield<float>},
+//                 {LearnedShield<float, GridLifePatchKinematics[, LinearConstraintsView]> | NullShield<float>},
 //                 {Empowerment | Surprise | RND | NoIntrinsic}<float> >
 //
 // Reads a PersistConfig (YAML or JSON; default examples/configs/gridlife.yaml, the seed's
@@ -20,7 +20,8 @@
 // The shield (viability.shield.type "rollout", the seed's default) is a LearnedShield: the
 // agent trains its internal-model ensemble f_theta and viability approximator V_psi at every
 // gradient step, and the shield starts filtering after --shield-warmup model updates
-// (docs/shield.md). Other shield kinds and train.algo other than SAC are errors, never silent
+// (docs/shield.md). Its rollouts are checked against V_psi, or against the constraint set itself
+// with viability.shield.check = constraints (--shield-check). Other shield kinds and train.algo other than SAC are errors, never silent
 // substitutions.
 // Budget adaptations (printed at start): --steps defaults to 40000 (the config's
 // train.total_steps is a full-length run), and the replay capacity is capped at the step
@@ -84,6 +85,7 @@ struct Args {
     std::optional<double> safety_overshoot;          ///< AmortizedShieldOptions::target_overshoot
     std::optional<std::vector<double>> shield_margins;  ///< overrides viability.shield.margins
     std::optional<std::string> shield_relax;            ///< on | off: overrides viability.shield.relax_unavoidable
+    std::optional<std::string> shield_check;            ///< approximator | constraints: overrides viability.shield.check
     std::optional<std::string> demonstrations;          ///< enables demonstrations with this file
     std::optional<std::string> policy_demonstrations;   ///< the policy's file (demonstrations.policy_path)
     std::optional<std::string> save, resume;
@@ -140,6 +142,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--safety-overshoot") a.safety_overshoot = parse_number(f, value(), 0.0, 1.0);
         else if (f == "--shield-margins") a.shield_margins = parse_margins(f, value());
         else if (f == "--shield-relax") a.shield_relax = value();
+        else if (f == "--shield-check") a.shield_check = value();
         else if (f == "--demonstrations") a.demonstrations = value();
         else if (f == "--policy-demonstrations") a.policy_demonstrations = value();
         else if (f == "--batch-size") a.batch_size = parse_int(f, value(), 1);
@@ -152,7 +155,7 @@ Args parse(int argc, char** argv) {
                         "                        [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]\n"
                         "                        [--shield-warmup UPDATES] [--safety-network on|off] [--switch-after N]\n"
                         "                        [--safety-min-samples N] [--safety-overshoot F] [--shield-margins M1,M2,..]\n"
-                        "                        [--shield-relax on|off]\n"
+                        "                        [--shield-relax on|off] [--shield-check approximator|constraints]\n"
                         "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
@@ -250,6 +253,8 @@ bool demonstrations_for_policy(const cfgns::PersistConfig& c, const Args& a, con
 
 using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
 using Learned = persist::shield::LearnedShield<T, Kinematics>;
+/// viability.shield.check = constraints: rollouts checked against the constraint set itself.
+using LearnedExact = persist::shield::LearnedShield<T, Kinematics, persist::parallel::LinearConstraintsView<T>>;
 using Amortized = persist::shield::AmortizedShield<Learned>;
 
 /// Everything after the dispatch: one template instantiation per (intrinsic, shield) pair.
@@ -375,18 +380,18 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     else  // no policy update has run yet (the metrics file has null)
         std::printf("  policy entropy           n/a (no policy update yet); shield trigger rate %.3f\n",
                     s.shield_trigger_rate);
-    auto print_learned = [](const Learned& ls) {
+    auto print_learned = [](const auto& ls) {
         const auto& lc = ls.counters();
         const auto& rc = ls.search().counters();
         std::printf("  shield                   %llu decisions (%llu before the models were trained), %llu projected, "
-                    "%llu with no action reaching conf (%llu deferred to the policy: relax_unavoidable); model mse "
+                    "%llu with no action reaching conf (%llu with a constraint given up: relax_unavoidable); model mse "
                     "%.2e, V_psi accuracy %.3f\n",
                     static_cast<unsigned long long>(lc.decisions), static_cast<unsigned long long>(lc.passthrough),
                     static_cast<unsigned long long>(rc.projections), static_cast<unsigned long long>(rc.infeasible),
                     static_cast<unsigned long long>(rc.relaxed),
                     double(ls.last_model_stats().mse), double(ls.last_viability_stats().accuracy));
     };
-    if constexpr (std::is_same_v<Sh, Learned>) print_learned(agent.shield());
+    if constexpr (std::is_same_v<Sh, Learned> || std::is_same_v<Sh, LearnedExact>) print_learned(agent.shield());
     if constexpr (std::is_same_v<Sh, Amortized>) {
         print_learned(agent.shield().search());
         const auto& st = agent.shield().stats();
@@ -473,6 +478,7 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
         };
         note(a.shield_margins.has_value(), "--shield-margins");
         note(a.shield_relax.has_value(), "--shield-relax");
+        note(a.shield_check.has_value(), "--shield-check");
         note(a.shield_warmup_given, "--shield-warmup");
         note(a.safety_network.has_value(), "--safety-network");
         note(a.switch_after.has_value(), "--switch-after");
@@ -532,21 +538,36 @@ int run(const cfgns::PersistConfig& c, const Args& a, const persist::env::GridLi
             std::printf(" \"%s\"", shield_set.constraint(k).text.c_str());
         std::printf(" (viability.shield.margins)\n");
     }
-    Learned shield(std::move(shield_set), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
-    pretrain_on_demonstrations(c, a, probe, shield, seed);
+    cfgns::ShieldCheck check = c.viability.shield.check;
+    if (a.shield_check) {
+        if (*a.shield_check == "approximator") check = cfgns::ShieldCheck::approximator;
+        else if (*a.shield_check == "constraints") check = cfgns::ShieldCheck::constraints;
+        else throw persist::ConfigError("--shield-check " + *a.shield_check + ": expected approximator or constraints");
+    }
     bool amortized = c.safety_network.enabled;
     if (a.safety_network) {
         if (*a.safety_network == "on") amortized = true;
         else if (*a.safety_network == "off") amortized = false;
         else throw persist::ConfigError("--safety-network " + *a.safety_network + ": expected on or off");
     }
+    if (!amortized && (a.switch_after || a.safety_min_samples || a.safety_overshoot))
+        throw persist::ConfigError(std::string(a.switch_after ? "--switch-after"
+                                               : a.safety_min_samples ? "--safety-min-samples"
+                                                                      : "--safety-overshoot") +
+                                   ": the safety network is off (safety_network.enabled in " + a.config +
+                                   ", or --safety-network on)");
+    if (check == cfgns::ShieldCheck::constraints) {
+        if (amortized)
+            throw persist::ConfigError("viability.shield.check = constraints with the safety network (" + a.config +
+                                       "): this example wires the safety network over the V_psi shield only");
+        LearnedExact shield(std::move(shield_set), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
+        pretrain_on_demonstrations(c, a, probe, shield, seed);
+        return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
+                        "LearnedShield<float, GridLifePatchKinematics, LinearConstraintsView>");
+    }
+    Learned shield(std::move(shield_set), Kinematics::from(probe), probe.action_low(), probe.action_high(), so);
+    pretrain_on_demonstrations(c, a, probe, shield, seed);
     if (!amortized) {
-        if (a.switch_after || a.safety_min_samples || a.safety_overshoot)
-            throw persist::ConfigError(std::string(a.switch_after ? "--switch-after"
-                                                   : a.safety_min_samples ? "--safety-min-samples"
-                                                                          : "--safety-overshoot") +
-                                       ": the safety network is off (safety_network.enabled in " + a.config +
-                                       ", or --safety-network on)");
         return run_with(c, a, gcfg, std::move(intr), intr_name, std::move(shield),
                         "LearnedShield<float, GridLifePatchKinematics>");
     }

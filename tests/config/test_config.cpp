@@ -114,6 +114,7 @@ PersistConfig non_default_config() {
     c.viability.shield.type = cfg::ShieldKind::cbf;
     c.viability.shield.conf = 0.999;
     c.viability.shield.ensemble.vote = cfg::EnsembleVote::majority_vote;
+    c.viability.shield.check = cfg::ShieldCheck::constraints;
     c.viability.near_boundary_buffer.replacement = persist::replay::Replacement::ring;
     c.rewards.intrinsic = cfg::IntrinsicKind::rnd;
     c.rewards.lambda_intr = 0.1;
@@ -207,12 +208,16 @@ TEST_CASE("examples/configs/gridlife_demos.yaml is the seed config plus demonstr
     CHECK(demos.demonstrations.weight == 1.0);
     CHECK(demos.demonstrations.policy_pretrain_steps == 20000);
     CHECK(demos.viability.shield.margins == std::vector<double>{0.1, 0.0, 0.0});
+    CHECK(demos.viability.shield.check == cfg::ShieldCheck::constraints);
+    CHECK(demos.viability.shield.relax_unavoidable);
     CHECK(demos.train.sac.init_alpha == 0.05);
     CHECK(demos.train.sac.target_entropy == std::optional<double>(-4.0));
     // Nothing else differs from the seed's section 8.
     PersistConfig expected = seed;
     expected.demonstrations = demos.demonstrations;
     expected.viability.shield.margins = demos.viability.shield.margins;
+    expected.viability.shield.check = demos.viability.shield.check;
+    expected.viability.shield.relax_unavoidable = demos.viability.shield.relax_unavoidable;
     expected.train.sac.init_alpha = demos.train.sac.init_alpha;
     expected.train.sac.target_entropy = demos.train.sac.target_entropy;
     CHECK(cfg::first_difference(demos, expected) == std::nullopt);
@@ -405,7 +410,7 @@ TEST_CASE("wrong types", "[config][errors]") {
 TEST_CASE("unknown keys, at any depth, with a hint", "[config][errors]") {
     CHECK(yaml_error(seed_with("conf: 0.97", "confidence: 0.97")) ==
           "run.yaml:14: viability.shield.confidence: unknown key (did you mean \"conf\"?); viability.shield "
-          "accepts: type, conf, horizon, num_rollouts, margins, relax_unavoidable, cem, cbf, ensemble");
+          "accepts: type, conf, horizon, num_rollouts, margins, relax_unavoidable, check, cem, cbf, ensemble");
     CHECK(doc_error({{"viability", {{"shield", {{"cem", {{"iters", 3}}}}}}}}) ==
           "viability.shield.cem.iters: unknown key; viability.shield.cem accepts: iterations, population, elites, "
           "init_std, momentum");
@@ -427,6 +432,8 @@ TEST_CASE("bad enum values list the allowed names", "[config][errors]") {
     CHECK(doc_error({{"train", {{"algo", "sac"}}}}) ==
           "train.algo: expected one of \"SAC\", \"PPO\", \"TD3\", got \"sac\"");
     CHECK(doc_error({{"train", {{"algo", 1}}}}) == "train.algo: expected one of \"SAC\", \"PPO\", \"TD3\", got 1");
+    CHECK(doc_error({{"viability", {{"shield", {{"check", "exact"}}}}}}) ==
+          "viability.shield.check: expected one of \"approximator\", \"constraints\", got \"exact\"");
 }
 
 TEST_CASE("constraint strings are parsed over the dims, with the caret", "[config][errors]") {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "persist/core/random.hpp"
@@ -92,7 +93,8 @@ struct Data {
     }
 };
 
-void train(Shield& sh, Data& d, Index updates, std::uint64_t seed) {
+template <class S>
+void train(S& sh, Data& d, Index updates, std::uint64_t seed) {
     Rng rng(seed);
     TransitionBatch<float> batch;
     for (Index u = 0; u < updates; ++u) {
@@ -432,4 +434,55 @@ TEST_CASE("LearnedShield's synthetic states reach the constraints' boundaries th
     INFO("temp probes misjudged by V_psi: " << wrong_on << " / 40 with the boundaries, " << wrong_off << " without");
     CHECK(wrong_on <= 2);   // at most the probes next to 0.3 and 0.7
     CHECK(wrong_off >= 8);  // a good part of the unsafe ones called safe
+}
+
+TEST_CASE("LearnedShield checking the constraints themselves: the decisions of a RolloutShield over its model and "
+          "set; copies and moves; one constraint given up at a time",
+          "[shield][learned]") {
+    using Exact = persist::shield::LearnedShield<float, Kin, persist::parallel::LinearConstraintsView<float>>;
+    using Reference = persist::shield::RolloutShield<float, persist::parallel::EnsembleRolloutModel<float>,
+                                                     persist::parallel::LinearConstraintsView<float>, Kin>;
+    Env env;
+    const auto cs = seed_set();
+    Data d(env, cs, 3000, 8);
+    auto o = test_options(env, 0, 41);
+    o.rollout.relax_unavoidable = true;
+    Exact a(cs, Kin::from(env), env.action_low(), env.action_high(), o);
+    train(a, d, 200, 9);
+    CHECK(a.last_viability_stats().accuracy > 0.5f);  // V_psi is trained all the same
+    Reference ref(persist::parallel::EnsembleRolloutModel<float>{a.model().view()}, cs, Kin::from(env),
+                  env.action_low(), env.action_high(), o.rollout);
+    std::optional<Exact> b(a);      // copy: its search must read b's constraint set ...
+    Exact c(std::move(*b));         // ... and after a move, c's,
+    b.reset();                      // not the destroyed source's (ASan would see it)
+    TimeStep<float> ts;
+    env.reset(77, ts);
+    Vec<float> act(2), out_a(2), out_c(2), out_r(2);
+    Rng rng(5);
+    int projected = 0;
+    for (int i = 0; i < 60; ++i) {
+        act << rng.uniform<float>(-1.f, 1.f), rng.uniform<float>(-1.f, 1.f);
+        const auto da = a.project(act, ts.observation, ts.internal, out_a);
+        const auto dc = c.project(act, ts.observation, ts.internal, out_c);
+        const auto dr = ref.project(act, ts.observation, ts.internal, out_r);
+        REQUIRE(out_a == out_r);
+        REQUIRE(da.probability == dr.probability);
+        REQUIRE(da.binding_constraint == dr.binding_constraint);
+        REQUIRE(out_a == out_c);
+        REQUIRE(da.probability == dc.probability);
+        projected += da.projected;
+        env.step(out_a, ts);
+        if (ts.terminated || ts.truncated) env.reset(78 + static_cast<std::uint64_t>(i), ts);
+    }
+    CHECK(projected > 0);
+    // Energy 0.205 with a 0.004-a-step decay crosses 0.2 within the horizon whatever the action:
+    // only that constraint is given up (bit 0), temperature and integrity are still checked
+    // (with V_psi's single margin the whole check would be given up).
+    env.reset(90, ts);
+    Vec<float> x = ts.internal;
+    x[0] = 0.205f;
+    act << 1.f, 1.f;
+    const auto dz = a.project(act, ts.observation, x, out_a);
+    CHECK(dz.relaxed == 1u);
+    CHECK(dz.binding_constraint != 0);
 }

@@ -38,6 +38,8 @@ enum class Algo : std::uint8_t { SAC, PPO, TD3 };
 enum class IntrinsicKind : std::uint8_t { none, surprise, rnd, empowerment };
 /// viability.shield.type: the `Shield` of PersistAgent.
 enum class ShieldKind : std::uint8_t { none, rollout, amortized, cbf, ensemble };
+/// What a learned rollout shield checks the predicted states against (viability.shield.check).
+enum class ShieldCheck : std::uint8_t { approximator, constraints };
 /// viability.shield.ensemble.vote: how an ensemble of viability models decides.
 enum class EnsembleVote : std::uint8_t { veto_if_any_unsafe, majority_vote };
 /// curriculum.schedule: progress s(t) from 0 to 1 over curriculum.total_steps.
@@ -68,6 +70,12 @@ struct persist::config::enum_names<persist::config::ShieldKind> {
                                                                           {E::amortized, "amortized"},
                                                                           {E::cbf, "cbf"},
                                                                           {E::ensemble, "ensemble"}}};
+};
+template <>
+struct persist::config::enum_names<persist::config::ShieldCheck> {
+    using E = persist::config::ShieldCheck;
+    static constexpr std::array<std::pair<E, std::string_view>, 2> table{
+        {{E::approximator, "approximator"}, {E::constraints, "constraints"}}};
 };
 template <>
 struct persist::config::enum_names<persist::config::EnsembleVote> {
@@ -219,6 +227,11 @@ struct ShieldConfig {
     /// When no action reaches conf: give up the constraint that binds (predicted violated whatever
     /// the action) and search again for the others (RolloutShieldOptions::relax_unavoidable).
     bool relax_unavoidable = false;
+    /// What the rollouts' predicted states are checked against: "approximator" (V_psi, the
+    /// seed's V_hat) or "constraints" (the constraint set itself, one margin per constraint:
+    /// known constraints, learned dynamics; relax_unavoidable can then give up one constraint
+    /// and keep protecting the others).
+    ShieldCheck check = ShieldCheck::approximator;
     CemConfig cem{};
     CbfConfig cbf{};
     EnsembleShieldConfig ensemble{};
@@ -646,7 +659,7 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::InternalStateConfig, dims, mu, w);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CemConfig, iterations, population, elites, init_std, momentum);
 BOOST_HANA_ADAPT_STRUCT(persist::config::CbfConfig, alpha, slack_penalty);
 BOOST_HANA_ADAPT_STRUCT(persist::config::EnsembleShieldConfig, members, vote);
-BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, margins, relax_unavoidable,
+BOOST_HANA_ADAPT_STRUCT(persist::config::ShieldConfig, type, conf, horizon, num_rollouts, margins, relax_unavoidable, check,
                         cem, cbf, ensemble);
 BOOST_HANA_ADAPT_STRUCT(persist::config::ApproximatorConfig, hidden, lr, batch_size, focal_gamma, focal_alpha);
 BOOST_HANA_ADAPT_STRUCT(persist::config::NearBoundaryConfig, capacity, epsilon, replacement);

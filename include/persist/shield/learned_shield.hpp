@@ -75,14 +75,24 @@ struct LearnedShieldCounters {
 /// @tparam T          float or double
 /// @tparam Kinematics observation kinematics of the rollouts (parallel::HoldObservation, or
 ///                    parallel::GridLifePatchKinematics for GridLife)
-template <class T, class Kinematics = parallel::HoldObservation<T>>
+/// @tparam Viability  what the rollouts' states are checked against:
+///                    parallel::MarginNetworkView<T> (default): V_psi's learned margin, the
+///                    seed's V_hat; parallel::LinearConstraintsView<T>: the constraint set itself
+///                    (known constraints, learned dynamics), one margin per constraint, so
+///                    relax_unavoidable can give up one constraint and keep the others. V_psi
+///                    is trained either way.
+template <class T, class Kinematics = parallel::HoldObservation<T>, class Viability = parallel::MarginNetworkView<T>>
 class LearnedShield {
     static_assert(Real<T>, "persist::shield::LearnedShield<T, ...>: T must be float or double");
+    static constexpr bool exact_constraints = std::is_same_v<Viability, parallel::LinearConstraintsView<T>>;
+    static_assert(exact_constraints || std::is_same_v<Viability, parallel::MarginNetworkView<T>>,
+                  "persist::shield::LearnedShield: Viability must be parallel::MarginNetworkView<T> (V_psi) or "
+                  "parallel::LinearConstraintsView<T> (the constraints)");
 
 public:
     using scalar_type = T;
     using Model = parallel::EnsembleRolloutModel<T>;
-    using Viab = parallel::MarginNetworkView<T>;
+    using Viab = Viability;
     using Search = RolloutShield<T, Model, Viab, Kinematics>;
 
     /// `constraints`: the true viability constraints (labels of V_psi); copied.
@@ -92,8 +102,7 @@ public:
           constraints_(constraints),
           model_(opt_.model),
           viab_(opt_.viability),
-          search_(Model{model_.view()}, Viab{viab_.view(), nullptr, nullptr}, kinematics, std::move(low),
-                  std::move(high), opt_.rollout) {
+          search_(make_search(kinematics, std::move(low), std::move(high))) {
         refresh();
     }
 
@@ -104,7 +113,9 @@ public:
         refresh();
     }
     LearnedShield(LearnedShield&& o) noexcept(false)
-        : opt_(std::move(o.opt_)), constraints_(std::move(o.constraints_)), model_(std::move(o.model_)),
+        // constraints_ copied, not moved: with exact constraints the search's copy re-reads the
+        // source's set (then refresh() points it at ours).
+        : opt_(std::move(o.opt_)), constraints_(o.constraints_), model_(std::move(o.model_)),
           viab_(std::move(o.viab_)), search_(std::move(o.search_)), counters_(o.counters_),
           box_lo_(std::move(o.box_lo_)), box_hi_(std::move(o.box_hi_)), last_model_(o.last_model_),
           last_viab_(o.last_viab_) {
@@ -357,11 +368,22 @@ private:
         }
     }
 
+    Search make_search(const Kinematics& kinematics, Vec<T> low, Vec<T> high) {
+        if constexpr (exact_constraints)
+            return Search(Model{model_.view()}, constraints_, kinematics, std::move(low), std::move(high), opt_.rollout);
+        else
+            return Search(Model{model_.view()}, Viab{viab_.view(), nullptr, nullptr}, kinematics, std::move(low),
+                          std::move(high), opt_.rollout);
+    }
+
     void refresh() {
         model_view_ = model_.view();
         viab_view_ = viab_.view();
         search_.set_model(Model{model_view_});
-        search_.set_viability(Viab{viab_view_, nullptr, nullptr});
+        if constexpr (exact_constraints)
+            search_.set_constraints(constraints_);
+        else
+            search_.set_viability(Viab{viab_view_, nullptr, nullptr});
         viab_.set_constraints(&constraints_);
     }
     void refresh_if_moved() {

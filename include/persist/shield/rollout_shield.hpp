@@ -363,6 +363,15 @@ public:
         setup();
     }
     void set_kinematics(const Kinematics& k) { kin_ = k; }
+    /// Exact constraints: hold `constraints` (by reference, as the constructor does) instead of
+    /// the set held so far, e.g. after the owner of the set was copied or moved. Allocates.
+    void set_constraints(const viability::ConstraintSet<T>& constraints)
+        requires std::is_same_v<Viability, parallel::LinearConstraintsView<T>>
+    {
+        constraints_.emplace(constraints);
+        viab_ = constraints_->view();
+        setup();
+    }
     /// Switch the executor (all backends give the same decisions).
     void set_backend(parallel::Backend b) {
         opt_.backend = b;
