@@ -4,9 +4,10 @@
 /// times the same step in PyTorch; scripts/bench_mlp.sh runs both and prints the ratio
 /// (docs/benchmarks.md).
 ///
-/// Threads: Eigen's GEMM is OpenMP-parallel (persist links OpenMP), so the count is set
-/// explicitly with Eigen::setNbThreads from `--threads=N` or PERSIST_BENCH_THREADS (default 1)
-/// and written to the JSON context as `persist_threads`.
+/// Threads: `--threads=N` or PERSIST_BENCH_THREADS (default 1) sets the network's
+/// MLPOptions::threads (N >= 2: column and row blocks on OpenMP threads, bitwise the serial
+/// result; docs/nn.md) and Eigen::setNbThreads (the SGEMM ceiling); written to the JSON context
+/// as `persist_threads`.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -44,9 +45,11 @@ double step_flops(Index H, Index B) {
     return 2.0 * b * (2.0 * macs_all + macs_dx);
 }
 
+int g_threads = 1;
+
 void BM_MlpStep(benchmark::State& state) {
     const Index H = state.range(0), B = state.range(1);
-    persist::nn::MLP<float> net({kIn, H, H, kOut});
+    persist::nn::MLP<float> net({kIn, H, H, kOut}, persist::nn::MLPOptions{.threads = g_threads});
     persist::Rng rng(42);
     net.init(rng);
     auto ws = net.make_workspace();
@@ -66,7 +69,7 @@ void BM_MlpStep(benchmark::State& state) {
     state.counters["FLOP/s"] =
         benchmark::Counter(step_flops(H, B), benchmark::Counter::kIsIterationInvariantRate);
     state.counters["flops_per_iter"] = step_flops(H, B);
-    state.counters["threads"] = Eigen::nbThreads();
+    state.counters["threads"] = static_cast<double>(net.threads());
 }
 
 /// Ceiling 1: Eigen's own SGEMM at N^3 with the same flags and thread count.
@@ -146,6 +149,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     Eigen::setNbThreads(threads);
+    g_threads = threads;
 
     // Rates per wall-clock second (OpenMP workers are not in the main thread's CPU time). With
     // --benchmark_repetitions, "min" joins mean/median/stddev/cv: the least disturbed

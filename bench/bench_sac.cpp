@@ -1,12 +1,13 @@
 /// @file bench_sac.cpp
 /// One SAC update (persist::agents::SAC<float>::update: TD target, twin-critic loss and step,
 /// actor loss through both critics and step, alpha step, Polyak averaging of both targets) on a
-/// fixed batch. Observation 32 (internal 0), action 2, two hidden layers of H, batch B, float,
-/// one thread. bench/reference/torch_sac.py times the same update in PyTorch;
-/// scripts/bench_sac.sh runs both and prints the ratio per shape (docs/benchmarks.md).
+/// fixed batch. Observation 32 (internal 0), action 2, two hidden layers of H, batch B, float.
+/// bench/reference/torch_sac.py times the same update in PyTorch; scripts/bench_sac.sh runs both
+/// and prints the ratio per shape (docs/benchmarks.md).
 ///
-/// `--threads=N` / PERSIST_BENCH_THREADS sets Eigen::setNbThreads (default 1); nn's GEMMs are
-/// single-threaded either way (docs/nn.md), so this only affects Eigen code outside them.
+/// `--threads=N` / PERSIST_BENCH_THREADS (default 1) sets SACOptions::threads (N >= 2: the twin
+/// critics and the actor's two forwards on two threads, bitwise the same result) and
+/// Eigen::setNbThreads; nn's GEMMs are single-threaded either way (docs/nn.md).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -46,10 +47,13 @@ persist::TransitionBatch<float> make_batch(Index B) {
     return b;
 }
 
+int g_threads = 1;
+
 void BM_SacUpdate(benchmark::State& state) {
     const Index H = state.range(0), B = state.range(1);
     persist::agents::SACOptions opt;
     opt.hidden = {H, H};
+    opt.threads = g_threads;
     persist::agents::SAC<float> sac(kObs, 0, Vec<float>::Constant(kAct, -1.0f),
                                     Vec<float>::Constant(kAct, 1.0f), opt);
     const auto batch = make_batch(B);
@@ -61,7 +65,7 @@ void BM_SacUpdate(benchmark::State& state) {
     }
     state.counters["updates/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["params"] = static_cast<double>(sac.actor().param_count() + 2 * sac.q1().param_count());
-    state.counters["threads"] = Eigen::nbThreads();
+    state.counters["threads"] = static_cast<double>(opt.threads);
 }
 
 /// --threads=N / --threads N (removed from argv before Google Benchmark parses it), else
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     Eigen::setNbThreads(threads);
+    g_threads = threads;
     // "min" joins mean/median/stddev with --benchmark_repetitions: the least disturbed
     // repetition, for machines shared with other work.
     const auto min_stat = [](const std::vector<double>& v) {
@@ -106,7 +111,7 @@ int main(int argc, char** argv) {
             ->ComputeStatistics("min", min_stat);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::AddCustomContext("persist_threads", std::to_string(Eigen::nbThreads()));
+    benchmark::AddCustomContext("persist_threads", std::to_string(g_threads));
     benchmark::AddCustomContext("shape", "obs 32, internal 0, action 2, hidden H x 2, batch B, float");
 #if defined(__AVX512F__)
     benchmark::AddCustomContext("simd", "avx512f");

@@ -15,7 +15,7 @@
 //                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
 //                         [--demonstrations FILE] (and the flags of --help)
 //                         [--eval-episodes N] [--batch-size B] [--gradient-steps G]
-//                         [--learning-starts N] [--hidden H] [--quiet]
+//                         [--learning-starts N] [--hidden H] [--threads N] [--quiet]
 //
 // The shield (viability.shield.type "rollout", the seed's default) is a LearnedShield: the
 // agent trains its internal-model ensemble f_theta and viability approximator V_psi at every
@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -56,6 +57,10 @@
 #include <persist/train/persist_agent.hpp>
 
 #include "example_args.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #ifndef PERSIST_EXAMPLES_CONFIG_DIR
 #define PERSIST_EXAMPLES_CONFIG_DIR "examples/configs"
@@ -91,6 +96,7 @@ struct Args {
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
+    std::optional<std::int64_t> threads;             ///< overrides train.threads (0: all cores)
     bool quiet = false;
 };
 
@@ -149,6 +155,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--gradient-steps") a.gradient_steps = parse_int(f, value(), 1);
         else if (f == "--learning-starts") a.learning_starts = parse_int(f, value(), 0);
         else if (f == "--hidden") a.hidden = parse_int(f, value(), 1);
+        else if (f == "--threads") a.threads = parse_int(f, value(), 0);
         else if (f == "--quiet") a.quiet = true;
         else if (f == "--help" || f == "-h") {
             std::printf("usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]\n"
@@ -159,7 +166,7 @@ Args parse(int argc, char** argv) {
                         "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
-                        "                        [--learning-starts N] [--hidden H] [--quiet]\n");
+                        "                        [--learning-starts N] [--hidden H] [--threads N] [--quiet]\n");
             std::exit(0);
         } else
             throw persist::ConfigError("unknown flag '" + f + "' (see --help)");
@@ -277,6 +284,15 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     so.target_entropy = c.train.sac.target_entropy;
     so.gamma = c.train.gamma;
     so.seed = seed;
+    // train.threads (0: all cores): the shield's rollout batches (OpenMP) and SAC's twin critics.
+    // Results are bitwise the same for every thread count.
+    const std::int64_t threads_wanted = a.threads.value_or(c.train.threads);
+    const int threads = threads_wanted > 0 ? static_cast<int>(threads_wanted)
+                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#endif
+    so.threads = threads;
     persist::agents::SAC<T> sac(env, so);
 
     Vec<T> mu(static_cast<Index>(c.internal_state.mu.size())), w(mu.size());
@@ -339,12 +355,12 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     std::printf("gridlife_persist: config %s\n", a.config.c_str());
     std::printf("  agent: PersistAgent<GridLife<float>, SAC<float>, %s, %s>\n", shield_name, intr_name);
     std::printf("  steps %lld, seed %llu, lambda_H %.3g, lambda_I %.3g, batch %lld, update_every %lld, gradient_steps %lld,\n"
-                "  learning_starts %lld, replay capacity %lld, SAC hidden %lld x %zu, gamma %.4g, curriculum %s\n",
+                "  learning_starts %lld, replay capacity %lld, SAC hidden %lld x %zu, gamma %.4g, curriculum %s, threads %d\n",
                 static_cast<long long>(a.steps), static_cast<unsigned long long>(seed), opt.lambda_homeo, opt.lambda_intr,
                 static_cast<long long>(opt.batch_size), static_cast<long long>(opt.update_every),
                 static_cast<long long>(agent.gradient_steps()), static_cast<long long>(opt.learning_starts),
                 static_cast<long long>(opt.replay_capacity), static_cast<long long>(so.hidden.front()), so.hidden.size(),
-                so.gamma, c.curriculum.enabled ? "on" : "off");
+                so.gamma, c.curriculum.enabled ? "on" : "off", threads);
     std::printf("  constraints:");
     for (const auto& s : cn) std::printf(" \"%s\"", s.c_str());
     std::printf("\n");

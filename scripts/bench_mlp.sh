@@ -5,9 +5,10 @@
 #                        [--clock real|cpu] [--strict] [--markdown]
 #
 # Builds bench_mlp in a Release tree (PERSIST_BENCH_BUILD_DIR, default build-bench), runs it
-# with Eigen::setNbThreads(N), runs bench/reference/torch_mlp.py with torch.set_num_threads(N)
-# and OpenBLAS at N threads, and prints the merged table with pass/fail per target
-# (docs/benchmarks.md). Results: <build dir>/bench-results/{persist,torch}_tN.json.
+# with MLPOptions::threads = N, runs bench/reference/torch_mlp.py with torch.set_num_threads(N)
+# and OpenBLAS at N threads (with N > 1 also at 1 thread: per shape the faster PyTorch time is
+# the reference), and prints the merged table with pass/fail per target (docs/benchmarks.md).
+# Results: <build dir>/bench-results/{persist,torch}_tN.json (and torch_t1.json).
 #
 # OPENBLAS_CORETYPE: Debian's OpenBLAS 0.3.21 does not recognise newer AVX-512 CPUs and falls
 # back to a slower kernel; on a CPU with avx512f the PyTorch process (only) gets
@@ -26,7 +27,7 @@ while [[ $# -gt 0 ]]; do
         --quick) quick=1; shift ;;
         --strict|--markdown) compare_flags+=("$1"); shift ;;
         --stat|--clock) compare_flags+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench_mlp.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +65,7 @@ torch_flags=(--repeats 7 --min-time 0.3)
 if (( quick )); then gb_flags=(--benchmark_repetitions=3 --benchmark_min_time=0.05)
                      torch_flags=(--repeats 3 --min-time 0.05); fi
 
-echo "== PERSIST (Eigen::setNbThreads($threads))"
+echo "== PERSIST (MLPOptions::threads = $threads)"
 PERSIST_BENCH_THREADS="$threads" "$build/bench/bench_mlp" "${gb_flags[@]}" \
     --benchmark_report_aggregates_only=true \
     --benchmark_out="$out/persist_t$threads.json" --benchmark_out_format=json
@@ -76,8 +77,16 @@ env ${coretype:+OPENBLAS_CORETYPE="$coretype"} OPENBLAS_NUM_THREADS="$threads" \
     OMP_NUM_THREADS="$threads" \
     "$torch_python" "$root/bench/reference/torch_mlp.py" --threads "$threads" "${torch_flags[@]}" \
     --out "$out/torch_t$threads.json"
+alt=()
+if (( threads > 1 )); then
+    echo "== PyTorch (torch.set_num_threads(1)): the reference where it is faster"
+    env ${coretype:+OPENBLAS_CORETYPE="$coretype"} OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+        "$torch_python" "$root/bench/reference/torch_mlp.py" --threads 1 "${torch_flags[@]}" \
+        --out "$out/torch_t1.json"
+    alt=(--torch-alt "$out/torch_t1.json")
+fi
 
 echo "machine after the run: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-"$python" "$root/bench/compare_mlp.py" "${compare_flags[@]}" \
+"$python" "$root/bench/compare_mlp.py" "${compare_flags[@]}" "${alt[@]}" \
     "$out/persist_t$threads.json" "$out/torch_t$threads.json"

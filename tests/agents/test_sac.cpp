@@ -22,6 +22,7 @@ using persist::Mat;
 using persist::Rng;
 using persist::TransitionBatch;
 using persist::Vec;
+using persist::agents::DemoBatch;
 using persist::agents::SAC;
 using persist::agents::SACOptions;
 using namespace sactest;
@@ -276,6 +277,45 @@ TEST_CASE("SAC is deterministic: same seed, same batches -> bitwise identical pa
     a.act(s, x, r1);
     b.act(s, y, r2);
     CHECK(bitwise_equal(x, y));
+}
+
+TEST_CASE("SAC with threads = 2 (twin critics on two threads) is bitwise the same as threads = 1",
+          "[agents][sac]") {
+    const Vec<float> lo = low_d().cast<float>(), hi = high_d().cast<float>();
+    SACOptions o;
+    o.hidden = {48, 40};
+    o.seed = 11;
+    o.init_alpha = 0.4;
+    SAC<float> one(kObs, kInt, lo, hi, o);
+    o.threads = 2;
+    SAC<float> two(kObs, kInt, lo, hi, o);
+    o.threads = 3;  // more than two are accepted and not used
+    SAC<float> three(kObs, kInt, lo, hi, o);
+    Rng data(123);
+    // Kept demonstrations too: the BC draw and term run between the parallel parts.
+    DemoBatch<float> demos;
+    const auto d = random_batch<float>(kObs, kInt, lo, hi, 30, data);
+    demos.observation = d.observation;
+    demos.internal = d.internal;
+    demos.action = d.action;
+    for (auto* s : {&one, &two, &three}) s->set_demonstrations(demos, 0.5f, 8);
+    for (int k = 0; k < 30; ++k) {
+        const auto batch = random_batch<float>(kObs, kInt, lo, hi, 37, data);
+        const auto s1 = one.update(batch), s2 = two.update(batch), s3 = three.update(batch);
+        CHECK(std::memcmp(&s1, &s2, sizeof s1) == 0);
+        CHECK(std::memcmp(&s1, &s3, sizeof s1) == 0);
+    }
+    CHECK(same_params(one, two));
+    CHECK(same_params(one, three));
+    // The public pieces give the same values in both modes too.
+    const auto batch = random_batch<float>(kObs, kInt, lo, hi, 19, data);
+    Mat<float> eps = Mat<float>::Constant(kAct, 19, 0.3f);
+    CHECK(one.critic_gradients(batch, eps) == two.critic_gradients(batch, eps));
+    CHECK(bitwise_equal(one.q2().grads(), two.q2().grads()));
+    CHECK(one.actor_gradients(batch, eps) == two.actor_gradients(batch, eps));
+    CHECK(bitwise_equal(one.actor().grads(), two.actor().grads()));
+    CHECK_THROWS_WITH(SAC<float>(kObs, kInt, lo, hi, SACOptions{.threads = 0}),
+                      Catch::Contains("SACOptions.threads") && Catch::Contains(">= 1"));
 }
 
 TEST_CASE("SAC checkpoint: train N, save, continue M == restore into a fresh agent + M",

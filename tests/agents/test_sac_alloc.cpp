@@ -22,10 +22,11 @@ using persist::Vec;
 using agentstest::count_allocations;
 
 template <class T>
-void check_no_allocation(std::vector<Index> hidden, Index obs, Index internal, Index B) {
+void check_no_allocation(std::vector<Index> hidden, Index obs, Index internal, Index B, Index threads = 1) {
     const Vec<T> lo = Vec<T>::Constant(2, T(-1)), hi = Vec<T>::Constant(2, T(2));
     persist::agents::SACOptions o;
     o.hidden = std::move(hidden);
+    o.threads = threads;
     persist::agents::SAC<T> sac(obs, internal, lo, hi, o);
     Rng rng(1);
     const auto b1 = sactest::random_batch<T>(obs, internal, lo, hi, B, rng);
@@ -61,6 +62,12 @@ TEST_CASE("SAC update/act allocate nothing at a fixed batch size (float, 256x256
 
 TEST_CASE("SAC update/act allocate nothing (double, internal variables, B = 7)", "[agents][sac][alloc]") {
     check_no_allocation<double>({16, 8}, 3, 2, 7);
+}
+
+TEST_CASE("SAC with threads = 2 allocates nothing either (helper thread and actor blocks included)",
+          "[agents][sac][alloc]") {
+    check_no_allocation<float>({64, 64}, 32, 0, 64, 2);
+    check_no_allocation<double>({24, 24}, 3, 2, 40, 2);
 }
 
 TEST_CASE("SAC with kept demonstrations: update and behavior_clone allocate nothing after the first call",

@@ -147,6 +147,9 @@ TEMPLATE_TEST_CASE("MLP forward/backward at fixed batch sizes makes no allocatio
         MLP<T, SiLU> small({5, 32, 32, 2}, {.layer_norm = ln});
         check_network_no_alloc(small, 8);
     }
+    // Threaded passes (MLPOptions::threads): the blocks' GEMM caches are shaped on the first call.
+    MLP<T> threaded({17, 64, 64, 6}, {.threads = 2});
+    check_network_no_alloc(threaded, 48);
 }
 
 TEMPLATE_TEST_CASE("Sequential forward/backward at fixed batch sizes makes no allocation",

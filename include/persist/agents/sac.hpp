@@ -20,6 +20,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <optional>
 #include <string>
@@ -36,6 +37,10 @@
 #include "persist/nn/mlp.hpp"
 #include "persist/nn/tanh_gaussian.hpp"
 #include "persist/optim/adam.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #if (defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)) && !defined(__CUDA_ARCH__)
 #include <xmmintrin.h>
@@ -71,6 +76,15 @@ struct SACOptions {
     /// unit) decays through the subnormal range, where x86 arithmetic is ~100x slower: measured
     /// 7x slower optimizer steps at 64 x 64. Changes results only for values below ~1e-38 (float).
     bool flush_denormals = true;
+    /// Threads of update(), >= 1. With 2 or more (and OpenMP), the work of the two critics
+    /// (target forwards, critic forward/backward/optimizer step, the actor step's forwards and
+    /// dQ/da, Polyak averaging) and the actor's two forwards (s' and s) run on two threads, and
+    /// the actor's backward in blocks on two threads (MLPOptions::threads, when the network has
+    /// it and actor_mlp left it at 1); more than 2 are not used. Each thread computes what the
+    /// serial code computes: bitwise the same results for every value with float networks on
+    /// the AVX-512 kernel, the same results for a given value elsewhere (docs/sac.md). Without
+    /// OpenMP update() runs serially.
+    Index threads = 1;
 };
 
 /// What one update did, for metrics.
@@ -181,11 +195,17 @@ public:
     /// Buffers of one batch size (update) or of B = 1 (acting); reused so nothing allocates.
     struct Workspace {
         Mat<T> sa, sa_next;     // (S + A) x B: [s; a] and [s'; a']
+        Mat<T> sa_pi;           // (S + A) x B: [s; a~] (actor step)
         Mat<T> eps, eps_next;   // A x B: reparameterisation noise of a~ and a'
-        typename Network::Workspace actor, q1, q2;
-        typename Head::Workspace head;
+        typename Network::Workspace actor, q1, q2;   // actor on s (actor step); critics
+        typename Network::Workspace actor_next;      // actor on s' (TD target)
+        typename Network::Workspace q1_pi, q2_pi;    // critics on [s; a~] (actor step)
+        typename Head::Workspace head;               // a~ ~ pi(.|s) (actor step)
+        typename Head::Workspace head_next;          // a' ~ pi(.|s') (TD target)
         Mat<T> y;               // 1 x B: TD target
-        Mat<T> g1, g2;          // 1 x B: dL/dQ_i
+        Mat<T> d1, d2;          // 1 x B: Q_i(s, a) - y
+        Mat<T> g1, g2;          // 1 x B: dL/dQ_i (critic step)
+        Mat<T> gp1, gp2;        // 1 x B: dL/dQ_i (actor step)
         Mat<T> dsa1, dsa2;      // A x B: dL/da through each critic
         Mat<T> da;              // A x B: dL/da~
         Mat<T> dlogp;           // 1 x B: dL/dlog pi
@@ -232,6 +252,10 @@ public:
         q2_.init(init_rng);
         q1_target_.params() = q1_.params();
         q2_target_.params() = q2_.params();
+        // threads >= 2: the actor's own passes (its backward, behaviour cloning) in column and
+        // row blocks too, unless actor_mlp chose a count (the critics run on one thread each).
+        if constexpr (requires(Network& n) { n.set_threads(Index(2)); n.threads(); })
+            if (opt_.threads >= 2 && actor_.threads() < 2) actor_.set_threads(2);
         inv_scale_ = scale_.cwiseInverse();
         sync_rng();
     }
@@ -384,12 +408,18 @@ private:
 
         Stats st;
         st.alpha = alpha();
-        st.q_loss = critic_gradients(batch, ws_.eps_next);
+        fill_batch_states(batch);
+        // The actor's parameters do not change before its own step: a' ~ pi(.|s') and
+        // a~ ~ pi(.|s) are sampled together (Algorithm 1's values, in either order).
+        twin([&](int i) {
+            if (i == 0) sample_next_action(ws_.eps_next);
+            else sample_policy_action(ws_.eps);
+        });
+        target_values(batch);
+        st.q_loss = critic_pass(/*step=*/true);
         st.q_mean = q_mean_;
-        q1_opt_.step(q1_.params(), q1_.grads());
-        q2_opt_.step(q2_.params(), q2_.grads());
 
-        st.actor_loss = actor_gradients(batch, ws_.eps);
+        st.actor_loss = actor_pass();
         if (demo) st.bc_loss = bc_gradients(*demo, bc_weight, nn::GradMode::accumulate);
         actor_opt_.step(actor_.params(), actor_.grads());
 
@@ -402,6 +432,145 @@ private:
         return st;
     }
 
+    /// Runs f(0) and f(1): on two threads when opt_.threads >= 2 (and OpenMP is on), else in
+    /// order. Each thread flushes subnormals like the caller (MXCSR is per thread); the first
+    /// exception thrown is rethrown after both ran.
+    template <class F>
+    void twin(F&& f) {
+#if defined(_OPENMP)
+        if (opt_.threads >= 2) {
+            std::exception_ptr err[2];
+#pragma omp parallel num_threads(2)
+            {
+                const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
+                const int n = omp_get_num_threads();  // 1 inside another parallel region
+                for (int i = omp_get_thread_num(); i < 2; i += n) {
+                    try {
+                        f(i);
+                    } catch (...) {
+                        err[i] = std::current_exception();
+                    }
+                }
+            }
+            for (auto& e : err)
+                if (e) std::rethrow_exception(e);
+            return;
+        }
+#endif
+        f(0);
+        f(1);
+    }
+
+    Network& critic(int i) { return i == 0 ? q1_ : q2_; }
+    Network& critic_target(int i) { return i == 0 ? q1_target_ : q2_target_; }
+    Optimizer& critic_opt(int i) { return i == 0 ? q1_opt_ : q2_opt_; }
+    typename Network::Workspace& critic_ws(int i) { return i == 0 ? ws_.q1 : ws_.q2; }
+    typename Network::Workspace& critic_pi_ws(int i) { return i == 0 ? ws_.q1_pi : ws_.q2_pi; }
+
+    /// sa = [s; a normalised], sa_next = [s'; .], sa_pi = [s; .].
+    void fill_batch_states(const TransitionBatch<T>& batch) {
+        const Index B = batch.size();
+        fill_state(ws_.sa, batch.observation, batch.internal);
+        fill_state(ws_.sa_pi, batch.observation, batch.internal);
+        fill_state(ws_.sa_next, batch.next_observation, batch.next_internal);
+        auto an = ws_.sa.bottomRows(A_);
+        for (Index j = 0; j < B; ++j)
+            for (Index i = 0; i < A_; ++i)
+                an(i, j) = (batch.action(i, j) - bias_(i)) * inv_scale_(i);
+    }
+    /// a' = f(eps_next; s') into sa_next's action rows (head_next keeps log pi(a'|s')).
+    void sample_next_action(MatCRef<T> eps_next) {
+        const Mat<T>& out = actor_.forward(ws_.sa_next.topRows(S_), ws_.actor_next);
+        head_.sample(out, eps_next, ws_.head_next);
+        ws_.sa_next.bottomRows(A_) = ws_.head_next.action;
+    }
+    /// a~ = f(eps; s) into sa_pi's action rows (ws_.actor and ws_.head keep what backward needs).
+    void sample_policy_action(MatCRef<T> eps) {
+        const Mat<T>& out = actor_.forward(ws_.sa_pi.topRows(S_), ws_.actor);
+        head_.sample(out, eps, ws_.head);
+        ws_.sa_pi.bottomRows(A_) = ws_.head.action;
+    }
+    /// y from both target critics on sa_next (after sample_next_action).
+    void target_values(const TransitionBatch<T>& batch) {
+        const Mat<T>* qt[2] = {nullptr, nullptr};
+        twin([&](int i) { qt[i] = &critic_target(i).forward(ws_.sa_next, critic_ws(i)); });
+        const Index B = batch.size();
+        const T a = alpha();
+        ensure_shape(ws_.y, 1, B);
+        for (Index j = 0; j < B; ++j) {
+            const T r = batch.reward(0, j);
+            if (batch.terminated(0, j) != T(0)) {
+                ws_.y(0, j) = r;
+            } else {
+                const T v = std::min((*qt[0])(0, j), (*qt[1])(0, j)) - a * ws_.head_next.log_prob(0, j);
+                ws_.y(0, j) = r + gamma_ * v;
+            }
+        }
+    }
+    /// Both critics on sa (after target_values): residuals, gradients (overwrite) and, with
+    /// `step`, each critic's optimizer step. Returns L_Q; sets q_mean_.
+    T critic_pass(bool step) {
+        const Index B = ws_.sa.cols();
+        const T inv_b = T(1) / static_cast<T>(B);
+        const Mat<T>* qv[2] = {nullptr, nullptr};
+        twin([&](int i) {
+            Mat<T>& d = i == 0 ? ws_.d1 : ws_.d2;
+            Mat<T>& g = i == 0 ? ws_.g1 : ws_.g2;
+            qv[i] = &critic(i).forward(ws_.sa, critic_ws(i));
+            ensure_shape(d, 1, B);
+            ensure_shape(g, 1, B);
+            for (Index j = 0; j < B; ++j) {
+                d(0, j) = (*qv[i])(0, j) - ws_.y(0, j);
+                g(0, j) = d(0, j) * inv_b;
+            }
+            critic(i).backward(critic_ws(i), g, nullptr, true, nn::GradMode::overwrite);
+            if (step) critic_opt(i).step(critic(i).params(), critic(i).grads());
+        });
+        T loss = 0, qsum = 0;
+        for (Index j = 0; j < B; ++j) {
+            loss += ws_.d1(0, j) * ws_.d1(0, j) + ws_.d2(0, j) * ws_.d2(0, j);
+            qsum += (*qv[0])(0, j);
+        }
+        q_mean_ = qsum * inv_b;
+        return T(0.5) * loss * inv_b;
+    }
+    /// The actor step's gradient (after sample_policy_action): both critics on sa_pi, dQ/da of
+    /// the smaller one, the head and the actor backward (overwrite). Returns L_pi.
+    T actor_pass() {
+        const Index B = ws_.sa_pi.cols();
+        const Mat<T>* qv[2] = {nullptr, nullptr};
+        twin([&](int i) { qv[i] = &critic(i).forward(ws_.sa_pi, critic_pi_ws(i)); });
+        const T a = alpha(), inv_b = T(1) / static_cast<T>(B);
+        ensure_shape(ws_.gp1, 1, B);
+        ensure_shape(ws_.gp2, 1, B);
+        ensure_shape(ws_.dlogp, 1, B);
+        ensure_shape(ws_.logp, 1, B);
+        T loss = 0, lp_sum = 0;
+        for (Index j = 0; j < B; ++j) {
+            // d min(Q1, Q2) goes to the smaller critic (Q1 on ties).
+            const T q1 = (*qv[0])(0, j), q2 = (*qv[1])(0, j);
+            const bool first = q1 <= q2;
+            const T lp = ws_.head.log_prob(0, j);
+            loss += a * lp - (first ? q1 : q2);
+            lp_sum += lp;
+            ws_.logp(0, j) = lp;
+            ws_.gp1(0, j) = first ? -inv_b : T(0);
+            ws_.gp2(0, j) = first ? T(0) : -inv_b;
+            ws_.dlogp(0, j) = a * inv_b;
+        }
+        mean_logp_ = lp_sum * inv_b;
+        // dQ_i/da only: the action rows of each critic's input gradient.
+        twin([&](int i) {
+            critic(i).backward_input_rows(critic_pi_ws(i), i == 0 ? ws_.gp1 : ws_.gp2, S_, A_,
+                                          i == 0 ? ws_.dsa1 : ws_.dsa2);
+        });
+        ensure_shape(ws_.da, A_, B);
+        ws_.da = ws_.dsa1 + ws_.dsa2;
+        const Mat<T>& gin = head_.backward(ws_.head, ws_.da, ws_.dlogp);
+        actor_.backward(ws_.actor, gin, nullptr, true, nn::GradMode::overwrite);
+        return loss * inv_b;
+    }
+
 public:
 
     // --- The pieces of update(), public for tests and custom training loops -----------------
@@ -412,25 +581,10 @@ public:
     const Mat<T>& td_target(const TransitionBatch<T>& batch, MatCRef<T> eps_next) {
         check_batch(batch);
         const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
-        const Index B = batch.size();
-        detail_check(eps_next, A_, B, "td_target eps_next");
-        fill_state(ws_.sa_next, batch.next_observation, batch.next_internal);
-        const Mat<T>& out = actor_.forward(ws_.sa_next.topRows(S_), ws_.actor);
-        head_.sample(out, eps_next, ws_.head);
-        ws_.sa_next.bottomRows(A_) = ws_.head.action;
-        const Mat<T>& qt1 = q1_target_.forward(ws_.sa_next, ws_.q1);
-        const Mat<T>& qt2 = q2_target_.forward(ws_.sa_next, ws_.q2);
-        const T a = alpha();
-        ensure_shape(ws_.y, 1, B);
-        for (Index j = 0; j < B; ++j) {
-            const T r = batch.reward(0, j);
-            if (batch.terminated(0, j) != T(0)) {
-                ws_.y(0, j) = r;
-            } else {
-                const T v = std::min(qt1(0, j), qt2(0, j)) - a * ws_.head.log_prob(0, j);
-                ws_.y(0, j) = r + gamma_ * v;
-            }
-        }
+        detail_check(eps_next, A_, batch.size(), "td_target eps_next");
+        fill_batch_states(batch);
+        sample_next_action(eps_next);
+        target_values(batch);
         return ws_.y;
     }
 
@@ -439,29 +593,7 @@ public:
     T critic_gradients(const TransitionBatch<T>& batch, MatCRef<T> eps_next) {
         td_target(batch, eps_next);
         const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
-        const Index B = batch.size();
-        fill_state(ws_.sa, batch.observation, batch.internal);
-        auto an = ws_.sa.bottomRows(A_);
-        for (Index j = 0; j < B; ++j)
-            for (Index i = 0; i < A_; ++i)
-                an(i, j) = (batch.action(i, j) - bias_(i)) * inv_scale_(i);
-        const Mat<T>& qv1 = q1_.forward(ws_.sa, ws_.q1);
-        const Mat<T>& qv2 = q2_.forward(ws_.sa, ws_.q2);
-        ensure_shape(ws_.g1, 1, B);
-        ensure_shape(ws_.g2, 1, B);
-        const T inv_b = T(1) / static_cast<T>(B);
-        T loss = 0, qsum = 0;
-        for (Index j = 0; j < B; ++j) {
-            const T d1 = qv1(0, j) - ws_.y(0, j), d2 = qv2(0, j) - ws_.y(0, j);
-            loss += d1 * d1 + d2 * d2;
-            qsum += qv1(0, j);
-            ws_.g1(0, j) = d1 * inv_b;
-            ws_.g2(0, j) = d2 * inv_b;
-        }
-        q_mean_ = qsum * inv_b;
-        q1_.backward(ws_.q1, ws_.g1, nullptr, true, nn::GradMode::overwrite);
-        q2_.backward(ws_.q2, ws_.g2, nullptr, true, nn::GradMode::overwrite);
-        return T(0.5) * loss * inv_b;
+        return critic_pass(/*step=*/false);
     }
 
     /// L_pi = mean(alpha log pi(a~|s) - min_i Q_i(s, a~)), a~ = f(eps; s) (eq. 9); the gradient
@@ -470,40 +602,10 @@ public:
     T actor_gradients(const TransitionBatch<T>& batch, MatCRef<T> eps) {
         check_batch(batch);
         const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
-        const Index B = batch.size();
-        detail_check(eps, A_, B, "actor_gradients eps");
-        fill_state(ws_.sa, batch.observation, batch.internal);
-        const Mat<T>& out = actor_.forward(ws_.sa.topRows(S_), ws_.actor);
-        head_.sample(out, eps, ws_.head);
-        ws_.sa.bottomRows(A_) = ws_.head.action;
-        const Mat<T>& qv1 = q1_.forward(ws_.sa, ws_.q1);
-        const Mat<T>& qv2 = q2_.forward(ws_.sa, ws_.q2);
-        const T a = alpha(), inv_b = T(1) / static_cast<T>(B);
-        ensure_shape(ws_.g1, 1, B);
-        ensure_shape(ws_.g2, 1, B);
-        ensure_shape(ws_.dlogp, 1, B);
-        ensure_shape(ws_.logp, 1, B);
-        T loss = 0, lp_sum = 0;
-        for (Index j = 0; j < B; ++j) {
-            // d min(Q1, Q2) goes to the smaller critic (Q1 on ties).
-            const bool first = qv1(0, j) <= qv2(0, j);
-            const T lp = ws_.head.log_prob(0, j);
-            loss += a * lp - (first ? qv1(0, j) : qv2(0, j));
-            lp_sum += lp;
-            ws_.logp(0, j) = lp;
-            ws_.g1(0, j) = first ? -inv_b : T(0);
-            ws_.g2(0, j) = first ? T(0) : -inv_b;
-            ws_.dlogp(0, j) = a * inv_b;
-        }
-        mean_logp_ = lp_sum * inv_b;
-        // dQ_i/da only: the action rows of each critic's input gradient.
-        q1_.backward_input_rows(ws_.q1, ws_.g1, S_, A_, ws_.dsa1);
-        q2_.backward_input_rows(ws_.q2, ws_.g2, S_, A_, ws_.dsa2);
-        ensure_shape(ws_.da, A_, B);
-        ws_.da = ws_.dsa1 + ws_.dsa2;
-        const Mat<T>& gin = head_.backward(ws_.head, ws_.da, ws_.dlogp);
-        actor_.backward(ws_.actor, gin, nullptr, true, nn::GradMode::overwrite);
-        return loss * inv_b;
+        detail_check(eps, A_, batch.size(), "actor_gradients eps");
+        fill_state(ws_.sa_pi, batch.observation, batch.internal);
+        sample_policy_action(eps);
+        return actor_pass();
     }
 
     /// L_alpha = -log_alpha mean(log pi + target_entropy) (eq. 18, in log space, log pi of the
@@ -517,8 +619,9 @@ public:
     /// theta_bar <- (1 - tau) theta_bar + tau theta for both critics, on the flat vectors.
     void soft_update_targets() {
         const detail::ScopedFlushDenormals ftz(opt_.flush_denormals);
-        q1_target_.params() = (T(1) - tau_) * q1_target_.params() + tau_ * q1_.params();
-        q2_target_.params() = (T(1) - tau_) * q2_target_.params() + tau_ * q2_.params();
+        twin([&](int i) {
+            critic_target(i).params() = (T(1) - tau_) * critic_target(i).params() + tau_ * critic(i).params();
+        });
     }
 
     // --- Access ---------------------------------------------------------------------------
@@ -635,6 +738,7 @@ private:
             detail::sac_require(std::isfinite(*o.target_entropy), "target_entropy", "finite",
                                 *o.target_entropy);
         detail::sac_require(o.bc_squeeze > 0 && o.bc_squeeze <= 0.5, "bc_squeeze", "in (0, 0.5]", o.bc_squeeze);
+        detail::sac_require(o.threads >= 1, "threads", ">= 1", static_cast<double>(o.threads));
         detail::sac_require(o.target_update_interval >= 1, "target_update_interval", ">= 1",
                             static_cast<double>(o.target_update_interval));
         return o;

@@ -431,7 +431,7 @@ struct TrainConfig {
     std::uint64_t seed = 0;                   ///< master seed of every random stream
     std::int64_t eval_every = 10'000;         ///< steps between evaluations (0: never), >= 0
     std::int64_t eval_episodes = 10;          ///< >= 1
-    std::int64_t threads = 1;                 ///< worker threads (0: all cores), >= 0
+    std::int64_t threads = 0;                 ///< worker threads (0: all cores), >= 0
     SacConfig sac{};
     Td3Config td3{};
     PpoConfig ppo{};

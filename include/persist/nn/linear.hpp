@@ -297,9 +297,19 @@ inline void gemm_tn(Index m, Index n, Index k, const float* A, Index lda, const 
 }  // namespace avx512
 #endif
 
+// Out of line: every caller of one instantiation runs the same machine code. GCC contracts
+// a * b + c into FMAs by default in C++ (-ffp-contract=fast), and an inlined copy may be
+// contracted differently from another, which would make e.g. a threaded MLP pass (docs/nn.md)
+// differ in the last bit from the serial one on the products that go through Eigen.
+#if defined(__GNUC__) || defined(__clang__)
+#define PERSIST_NN_GEMM_NOINLINE __attribute__((noinline))
+#else
+#define PERSIST_NN_GEMM_NOINLINE
+#endif
+
 template <bool TransA, bool TransB, class T>
-void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
-                    Vec<T>& scratch);
+PERSIST_NN_GEMM_NOINLINE void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb,
+                                             T* C, Index ldc, Vec<T>& scratch);
 
 /// C (m x n, leading dimension ldc) = or += op(A) op(B) (see GemmEpilogue; default +=),
 /// column-major storage; op(A) = A^T when TransA (A stored k x m), likewise for B (stored
@@ -359,8 +369,8 @@ void gemm_acc(Index m, Index n, Index k, const T* A, Index lda, const T* B, Inde
 
 /// C += op(A) op(B) through Eigen (see gemm_acc).
 template <bool TransA, bool TransB, class T>
-void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
-                    [[maybe_unused]] Vec<T>& scratch) {
+PERSIST_NN_GEMM_NOINLINE void gemm_acc_eigen(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb,
+                                             T* C, Index ldc, [[maybe_unused]] Vec<T>& scratch) {
 #if PERSIST_NN_KERNEL_GEMM
     // Vectors go to GEMV and tiny products to the coefficient loop, as Eigen itself does.
     if (m > 1 && n > 1 && m + n + k >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
@@ -501,6 +511,45 @@ public:
             detail::gemm_acc<true, false>(in_, B, out_, p_, out_, grad_out.data(),
                                           grad_out.outerStride(), grad_in->data(), in_, c.gemm, e);
         }
+    }
+
+    // --- Blocks of a product, for callers that split one layer's work across threads -------
+    // No shape checks and no resizing: the caller shaped every operand for the whole batch.
+    // Each output element is computed by the same instruction sequence as in the unsplit
+    // product (the AVX-512 kernel accumulates every element over k in order), so the blocks
+    // together equal forward()/backward() bitwise there; Eigen's GEMM (double, other targets)
+    // may block differently for a different shape.
+
+    /// Columns [c0, c0 + nc) of forward() (relu: of forward_relu()) into `out` (out x B).
+    void forward_cols(MatCRef<T> in, Mat<T>& out, Index c0, Index nc, bool relu, Cache& c) const {
+        detail::GemmEpilogue<T> e;
+        e.bias = p_ + out_ * in_;
+        e.relu_in_place = relu;
+        detail::gemm_acc<false, false>(out_, nc, in_, p_, out_, in.data() + c0 * in.outerStride(), in.outerStride(),
+                                       out.data() + c0 * out_, out_, c.gemm, e);
+    }
+    /// Rows [r0, r0 + nr) of the parameter gradients dW (+)= G X^T, db (+)= G 1 over the whole
+    /// batch (as backward() with param_grads, B > 1).
+    void param_grad_rows(MatCRef<T> in, MatCRef<T> grad_out, Index r0, Index nr, GradMode mode, Cache& c) {
+        if (nr <= 0) return;
+        detail::GemmEpilogue<T> e;
+        e.overwrite = mode == GradMode::overwrite;
+        e.row_sum = g_ + out_ * in_ + r0;
+        detail::gemm_acc<false, true>(nr, in_, in.cols(), grad_out.data() + r0, grad_out.outerStride(), in.data(),
+                                      in.outerStride(), g_ + r0, out_, c.gemm, e);
+    }
+    /// Columns [c0, c0 + nc) of dX = W^T G (times relu_mask > 0 when given) into grad_in
+    /// (in x B), as backward()'s grad_in.
+    void input_grad_cols(MatCRef<T> grad_out, Mat<T>& grad_in, Index c0, Index nc, const Mat<T>* relu_mask,
+                         Cache& c) const {
+        detail::GemmEpilogue<T> e;
+        e.overwrite = true;
+        if (relu_mask) {
+            e.mask = relu_mask->data() + c0 * in_;
+            e.ldm = in_;
+        }
+        detail::gemm_acc<true, false>(in_, nc, out_, p_, out_, grad_out.data() + c0 * grad_out.outerStride(),
+                                      grad_out.outerStride(), grad_in.data() + c0 * in_, in_, c.gemm, e);
     }
 
     /// Rows [row0, row0 + rows) of dX = W^T G only (no parameter gradients): the product with

@@ -2,6 +2,7 @@
 /// @file mlp.hpp
 /// Multi-layer perceptron with runtime widths (model of persist::Network).
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -13,11 +14,22 @@
 #include "persist/nn/layer_norm.hpp"
 #include "persist/nn/linear.hpp"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace persist::nn {
 
 struct MLPOptions {
     bool layer_norm = false;      ///< LayerNorm after every hidden Linear, before the activation
     double layer_norm_eps = 1e-5;
+    /// Threads of forward() and backward(), >= 1 (ReLU networks without LayerNorm; others run
+    /// serially). With n >= 2 and a batch of at least 2 * MLP::kMinBlockColumns columns, the batch
+    /// is cut into min(n, B / kMinBlockColumns) column blocks (forward, dX) and each layer's
+    /// parameter gradient into as many row blocks, on OpenMP threads (one barrier per layer of
+    /// backward). Every element is computed as in the serial pass: with the AVX-512 kernel the
+    /// result is bitwise the same for every n; elsewhere it is the same for a given n.
+    Index threads = 1;
 };
 
 /// widths = {in, h_1, ..., h_k, out}: k hidden blocks Linear -> [LayerNorm] -> Act, then a
@@ -42,10 +54,16 @@ public:
         std::vector<Mat<T>> gz;     // gz[l]: dL/dz[l] of hidden block l (LayerNorm only)
         std::vector<typename LayerNorm<T>::Cache> ln;
         std::vector<typename Linear<T>::Cache> lin;  // GEMM packing buffers, one per Linear
+        std::vector<typename Linear<T>::Cache> lin_blocks;  // blocks 1.. of a threaded pass
     };
+
+    /// Fewest batch columns per block of a threaded pass (MLPOptions::threads).
+    static constexpr Index kMinBlockColumns = 8;
 
     explicit MLP(std::vector<Index> widths, MLPOptions opt = {})
         : widths_(std::move(widths)), opt_(opt) {
+        if (opt_.threads < 1)
+            throw ConfigError("MLPOptions.threads = " + std::to_string(opt_.threads) + ": expected >= 1");
         if (widths_.size() < 2)
             throw ConfigError("MLP: widths needs at least {in, out}, got " +
                               std::to_string(widths_.size()) + " entries");
@@ -105,6 +123,12 @@ public:
     Index param_count() const { return params_.size(); }
     const std::vector<Index>& widths() const { return widths_; }
     const MLPOptions& options() const { return opt_; }
+    /// MLPOptions::threads of later passes (>= 1).
+    void set_threads(Index n) {
+        if (n < 1) throw ConfigError("MLP::set_threads(" + std::to_string(n) + "): expected >= 1");
+        opt_.threads = n;
+    }
+    Index threads() const { return opt_.threads; }
     /// Number of Linear layers (hidden blocks + 1).
     Index num_linear() const { return static_cast<Index>(lin_.size()); }
     Linear<T>& linear(Index l) { return lin_[static_cast<std::size_t>(l)]; }
@@ -154,8 +178,12 @@ public:
         shape_workspace(ws);
         ensure_shape(ws.x, x.rows(), x.cols());
         ws.x = x;
-        typename Act<T>::Cache ac;
         const std::size_t L = lin_.size();
+        if (const Index nb = blocks(x.cols()); nb > 1) {
+            forward_blocks(ws, nb);
+            return ws.z[L - 1];
+        }
+        typename Act<T>::Cache ac;
         const Mat<T>* in = &ws.x;
         for (std::size_t l = 0; l < L; ++l) {
             if (l + 1 < L && fused_relu()) {  // bias and ReLU in the GEMM's epilogue
@@ -186,6 +214,10 @@ public:
         check_backward(ws, grad_out, "backward");
         const std::size_t L = lin_.size();
         if (!grad_in && !param_grads) return;
+        if (const Index nb = blocks(ws.x.cols()); nb > 1) {
+            backward_blocks(ws, grad_out, grad_in, param_grads, mode, nb);
+            return;
+        }
         typename Act<T>::Cache ac;
         // Fused ReLU blocks: layer l's input gradient comes out of its GEMM already multiplied
         // by h[l-1] > 0 (ReLU's derivative), so ws.g[l] holds dL/dz[l-1] and the activation's
@@ -269,6 +301,120 @@ public:
     }
 
 private:
+    /// Column blocks of a threaded pass over B columns (1: serial).
+    Index blocks(Index B) const {
+        if (opt_.threads < 2 || !fused_relu()) return 1;
+        return std::max<Index>(1, std::min<Index>(opt_.threads, B / kMinBlockColumns));
+    }
+    /// Columns [c0, c0 + nc) of block b of nb over B columns (even split).
+    static std::pair<Index, Index> column_block(Index B, Index nb, Index b) {
+        const Index c0 = B * b / nb, c1 = B * (b + 1) / nb;
+        return {c0, c1 - c0};
+    }
+    /// Rows [r0, r0 + nr) of block b of nb over R rows, cut at multiples of 16 (whole vectors
+    /// of the AVX-512 kernel); a block may be empty.
+    static std::pair<Index, Index> row_block(Index R, Index nb, Index b) {
+        const auto edge = [&](Index i) { return i == nb ? R : std::min<Index>(R, (R * i / nb + 8) / 16 * 16); };
+        const Index r0 = edge(b), r1 = std::max(r0, edge(b + 1));
+        return {r0, r1 - r0};
+    }
+    typename Linear<T>::Cache& block_cache(Workspace& ws, std::size_t l, Index b) const {
+        return b == 0 ? ws.lin[l] : ws.lin_blocks[static_cast<std::size_t>(b - 1) * lin_.size() + l];
+    }
+    /// Runs body(b) for blocks b = 0..nb-1 on up to nb OpenMP threads (all on the calling
+    /// thread inside another parallel region); body may contain `sync()` calls, which every
+    /// thread reaches equally often. The first exception is rethrown after the region.
+    template <class Body>
+    static void run_blocks(Index nb, Body&& body) {
+        std::exception_ptr err;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(static_cast<int>(nb))
+        {
+            const Index nt = omp_get_num_threads(), tid = omp_get_thread_num();
+            try {
+                body(tid, nt);
+            } catch (...) {
+#pragma omp critical(persist_mlp_error)
+                if (!err) err = std::current_exception();
+            }
+        }
+#else
+        try {
+            body(Index(0), Index(1));
+        } catch (...) {
+            err = std::current_exception();
+        }
+#endif
+        if (err) std::rethrow_exception(err);
+    }
+    static void sync() {
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+    }
+
+    /// forward() of a ReLU network in nb column blocks.
+    void forward_blocks(Workspace& ws, Index nb) const {
+        const std::size_t L = lin_.size();
+        const Index B = ws.x.cols();
+        for (std::size_t l = 0; l + 1 < L; ++l) ensure_shape(ws.h[l], widths_[l + 1], B);
+        ensure_shape(ws.z[L - 1], widths_[L], B);
+        if (ws.lin_blocks.size() < static_cast<std::size_t>(nb - 1) * L)
+            ws.lin_blocks.resize(static_cast<std::size_t>(nb - 1) * L);
+        run_blocks(nb, [&](Index tid, Index nt) {
+            // Thread tid owns the same column blocks in every layer: no barrier between layers,
+            // except around a layer of one output, whose product (Eigen's GEMV) is done whole:
+            // its result per column depends on the number of columns.
+            for (std::size_t l = 0; l < L; ++l) {
+                const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
+                Mat<T>& out = l + 1 < L ? ws.h[l] : ws.z[L - 1];
+                if (widths_[l + 1] == 1) {
+                    sync();
+                    if (tid == 0) lin_[l].forward_cols(in, out, 0, B, l + 1 < L, ws.lin[l]);
+                    sync();
+                    continue;
+                }
+                for (Index b = tid; b < nb; b += nt) {
+                    const auto [c0, nc] = column_block(B, nb, b);
+                    lin_[l].forward_cols(in, out, c0, nc, l + 1 < L, block_cache(ws, l, b));
+                }
+            }
+        });
+    }
+
+    /// backward() of a ReLU network in nb blocks: layer l's dX in column blocks (masked by
+    /// h[l-1] > 0), its dW/db in row blocks over the whole batch after a barrier (they need every
+    /// column of the layer's output gradient).
+    void backward_blocks(Workspace& ws, MatCRef<T> grad_out, Mat<T>* grad_in, bool param_grads, GradMode mode,
+                         Index nb) {
+        const std::size_t L = lin_.size();
+        const Index B = ws.x.cols();
+        for (std::size_t l = 1; l < L; ++l) ensure_shape(ws.g[l], widths_[l], B);
+        if (grad_in) ensure_shape(*grad_in, widths_[0], B);
+        if (ws.lin_blocks.size() < static_cast<std::size_t>(nb - 1) * L)
+            ws.lin_blocks.resize(static_cast<std::size_t>(nb - 1) * L);
+        run_blocks(nb, [&](Index tid, Index nt) {
+            for (std::size_t l = L; l-- > 0;) {
+                const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
+                const MatCRef<T> go = l + 1 == L ? grad_out : MatCRef<T>(ws.g[l + 1]);
+                if (l + 1 < L) sync();  // every column of ws.g[l + 1] written
+                for (Index b = tid; b < nb; b += nt) {
+                    if (param_grads) {
+                        const auto [r0, nr] = row_block(widths_[l + 1], nb, b);
+                        lin_[l].param_grad_rows(in, go, r0, nr, mode, block_cache(ws, l, b));
+                    }
+                    Mat<T>* gin = l == 0 ? grad_in : &ws.g[l];
+                    if (gin) {
+                        const auto [c0, nc] = column_block(B, nb, b);
+                        if (nc > 0)
+                            lin_[l].input_grad_cols(go, *gin, c0, nc, l > 0 ? &ws.h[l - 1] : nullptr,
+                                                    block_cache(ws, l, b));
+                    }
+                }
+            }
+        });
+    }
+
     void check_bound() const {
         if (params_.data() != pbound_ || grads_.data() != gbound_) [[unlikely]]
             throw ShapeError(name() + ": params() or grads() was resized or swapped; the layers "
