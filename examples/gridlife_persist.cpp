@@ -14,7 +14,8 @@
 //                         [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]
 //                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
 //                         [--demonstrations FILE] (and the flags of --help)
-//                         [--eval-episodes N] [--batch-size B] [--gradient-steps G]
+//                         [--eval-episodes N] [--eval-actions deterministic,sampled]
+//                         [--batch-size B] [--gradient-steps G]
 //                         [--learning-starts N] [--hidden H] [--threads N] [--quiet]
 //
 // The shield (viability.shield.type "rollout", the seed's default) is a LearnedShield: the
@@ -95,6 +96,7 @@ struct Args {
     std::optional<std::string> policy_demonstrations;   ///< the policy's file (demonstrations.policy_path)
     std::optional<std::string> save, resume;
     std::int64_t eval_episodes = 0;
+    std::vector<persist::train::EvalActions> eval_actions{persist::train::EvalActions::deterministic};
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
     std::optional<std::int64_t> threads;             ///< overrides train.threads (0: all cores)
     bool quiet = false;
@@ -124,6 +126,23 @@ std::vector<double> parse_margins(const std::string& flag, const std::string& te
     return out;
 }
 
+/// "deterministic", "sampled" or both, comma-separated: one evaluation per entry.
+std::vector<persist::train::EvalActions> parse_eval_actions(const std::string& flag, const std::string& text) {
+    std::vector<persist::train::EvalActions> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t end = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, end - start);
+        if (item == "deterministic") out.push_back(persist::train::EvalActions::deterministic);
+        else if (item == "sampled") out.push_back(persist::train::EvalActions::sampled);
+        else
+            throw persist::ConfigError(flag + ": expected 'deterministic', 'sampled' or both comma-separated, got '" +
+                                       text + "'");
+        start = end + 1;
+    }
+    return out;
+}
+
 Args parse(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; ++i) {
@@ -140,6 +159,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--shield") a.shield = value();
         else if (f == "--save") a.save = value();
         else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
+        else if (f == "--eval-actions") a.eval_actions = parse_eval_actions(f, value());
         else if (f == "--resume") a.resume = value();
         else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0), a.shield_warmup_given = true;
         else if (f == "--safety-network") a.safety_network = value();
@@ -165,7 +185,8 @@ Args parse(int argc, char** argv) {
                         "                        [--shield-relax on|off] [--shield-check approximator|constraints]\n"
                         "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
-                        "                        [--eval-episodes N] [--batch-size B] [--gradient-steps G]\n"
+                        "                        [--eval-episodes N] [--eval-actions deterministic,sampled]\n"
+                        "                        [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--threads N] [--quiet]\n");
             std::exit(0);
         } else
@@ -420,21 +441,25 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     }
     // After training: N evaluation episodes (deterministic policy, shield on, no learning), on
     // episode seeds no training episode used; written as one "evaluation" JSON line.
-    if (a.eval_episodes > 0) {
+    for (const auto actions : a.eval_episodes > 0 ? a.eval_actions : decltype(a.eval_actions){}) {
+        const bool sampled = actions == persist::train::EvalActions::sampled;
         double len_sum = 0, ret_sum = 0;
         std::int64_t violated = 0;
         for (std::int64_t e = 0; e < a.eval_episodes; ++e) {
             std::int64_t len = 0;
-            ret_sum += agent.evaluate_episode(0x45564131ull + seed * 100003ull + static_cast<std::uint64_t>(e), &len);
+            ret_sum += agent.evaluate_episode(0x45564131ull + seed * 100003ull + static_cast<std::uint64_t>(e), &len,
+                                              actions);
             len_sum += double(len);
             if (len < gcfg.horizon) ++violated;
         }
         const double mean_len = len_sum / double(a.eval_episodes);
-        std::printf("  evaluation               %lld episodes: mean survival %.1f (%.1f %% of the horizon), "
+        std::printf("  evaluation (%-13s) %lld episodes: mean survival %.1f (%.1f %% of the horizon), "
                     "violations %lld, mean task return %.2f\n",
-                    static_cast<long long>(a.eval_episodes), mean_len, 100.0 * mean_len / gcfg.horizon,
-                    static_cast<long long>(violated), ret_sum / double(a.eval_episodes));
+                    sampled ? "sampled" : "deterministic", static_cast<long long>(a.eval_episodes), mean_len,
+                    100.0 * mean_len / gcfg.horizon, static_cast<long long>(violated),
+                    ret_sum / double(a.eval_episodes));
         writer.write(nlohmann::json{{"type", "evaluation"},
+                                    {"actions", sampled ? "sampled" : "deterministic"},
                                     {"episodes", a.eval_episodes},
                                     {"mean_survival_steps", mean_len},
                                     {"horizon", gcfg.horizon},

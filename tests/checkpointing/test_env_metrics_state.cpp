@@ -108,6 +108,38 @@ TEST_CASE("GridLife visit_state: shapes follow the configuration; a never-reset 
     fs::remove(file);
 }
 
+TEST_CASE("GridLife visit_state: a_{t-1} is state only with observe_last_action", "[checkpoint][gridlife]") {
+    const fs::path file = temp_file("gl_last_action"), plain_file = temp_file("gl_plain");
+    auto cfg = small_world();
+    cfg.observe_last_action = true;
+    Env<float> a(cfg);
+    persist::TimeStep<float> ts_a;
+    a.reset(3, ts_a);
+    persist::Rng rng(5);
+    drive(a, ts_a, rng, 7, 4);
+    persist::io::save_checkpoint(file, a);
+    Env<float> b(cfg);
+    persist::TimeStep<float> ts_b;
+    b.reset(11, ts_b);
+    Vec<float> other(2);
+    other << -1.0f, 1.0f;
+    b.step(other, ts_b);
+    persist::io::load_checkpoint(file, b);
+    // set_tile rewrites the observation from the state: a_{t-1} must have come with it.
+    a.set_tile(0, 0, persist::env::ch_food, 1.0f, ts_a);
+    b.set_tile(0, 0, persist::env::ch_food, 1.0f, ts_b);
+    CHECK(ts_b.observation == ts_a.observation);
+    CHECK(ts_b.observation.tail(2) != other);
+
+    // A checkpoint of the default configuration has no a_{t-1}: loading it here is an error,
+    // not a silent zero.
+    Env<float> plain(small_world());
+    persist::io::save_checkpoint(plain_file, plain);
+    CHECK_THROWS_WITH(persist::io::load_checkpoint(plain_file, b), Catch::Contains("observation"));
+    fs::remove(file);
+    fs::remove(plain_file);
+}
+
 TEST_CASE("MetricsTracker visit_state: a loaded tracker closes the episode and the run identically",
           "[checkpoint][metrics]") {
     const auto set = target_set<double>();

@@ -21,6 +21,7 @@
 
 #include "persist/config/config.hpp"
 #include "persist/config/yaml.hpp"
+#include "persist/env/gridlife.hpp"
 
 #ifndef PERSIST_CONFIG_EXAMPLES_DIR
 #error "PERSIST_CONFIG_EXAMPLES_DIR (examples/configs) must be defined by the build"
@@ -306,6 +307,13 @@ TEST_CASE("make_gridlife_config and the curriculum's start set", "[config]") {
     CHECK(g.num_refuel == 0);
     CHECK(g.num_cool == 0);
     CHECK(g.num_repair == 0);
+    CHECK_FALSE(g.observe_last_action);
+    // A partial env.gridlife section: the other keys keep GridLife's defaults.
+    const auto la = cfg::make_gridlife_config(cfg::load_yaml_string<PersistConfig>(
+        "env:\n  name: \"GridLife-v0\"\n  gridlife:\n    observe_last_action: true\n"));
+    CHECK(la.observe_last_action);
+    CHECK(la.width == 16);
+    CHECK(persist::env::GridLife<float>(la).observation_dim() == persist::env::GridLife<float>().observation_dim() + 2);
 
     c.curriculum.start_widths = {0.15, 0.2, 0.3};
     const auto wide = cfg::make_curriculum_start_set(c);

@@ -264,6 +264,52 @@ TEST_CASE("GridLife: partial observability removes x from o, keeps the patch", "
     }
 }
 
+TEST_CASE("GridLife: observe_last_action appends a_{t-1}, changes nothing else", "[env][gridlife]") {
+    for (bool partial : {false, true}) {
+        GridLifeConfig cfg;
+        cfg.partial_observability = partial;
+        GridLife<float> plain(cfg);
+        cfg.observe_last_action = true;
+        GridLife<float> with(cfg);
+        REQUIRE(with.observation_dim() == plain.observation_dim() + 2);
+        CHECK(with.internal_offset() == plain.internal_offset());
+        CHECK(with.last_action_offset() == with.observation_dim() - 2);
+        CHECK(plain.last_action_offset() == -1);
+        CHECK(with.patch_view().last_action == with.observation_dim() - 2);
+        CHECK(plain.patch_view().last_action == -1);
+        CHECK(with.patch_view().observation_dim == with.observation_dim());
+        TimeStep<float> tp, tw;
+        envtest::RandomPolicy random{Rng(5)};
+        Vec<float> a(2), prev(2);
+        Index steps = 0;
+        for (std::uint64_t ep = 0; ep < 3; ++ep) {
+            plain.reset(ep, tp);
+            with.reset(ep, tw);
+            CHECK(tw.observation.tail(2).isZero());  // no action before the first step
+            while (!tp.done()) {
+                REQUIRE(tw.observation.head(plain.observation_dim()) == tp.observation);
+                random.act(plain, a);
+                plain.step(a, tp);
+                with.step(a, tw);
+                REQUIRE(tw.observation.tail(2) == a);
+                REQUIRE(tw.internal == tp.internal);
+                REQUIRE(tw.reward == tp.reward);
+                REQUIRE(tw.terminated == tp.terminated);
+                REQUIRE(tw.truncated == tp.truncated);
+                ++steps;
+            }
+        }
+        CHECK(steps > 50);
+        // Rewriting the observation without a step (set_agent) keeps a_{t-1}.
+        with.reset(9, tw);
+        a << 0.25f, -0.5f;
+        with.step(a, tw);
+        Vec<float> x = tw.internal;
+        with.set_agent(float(with.tile_x()) + 0.5f, float(with.tile_y()) + 0.5f, x, tw);
+        CHECK(tw.observation.tail(2) == a);
+    }
+}
+
 TEST_CASE("GridLife: terminates exactly when a bound is crossed", "[env][gridlife]") {
     GridLife<double> env;
     TimeStep<double> ts;

@@ -141,3 +141,42 @@ TEST_CASE("smoke: GridLife + SAC + RND for a few thousand steps", "[train][gridl
     CHECK(len >= 1);
     (void)dummy_len;
 }
+
+TEST_CASE("evaluate_episode: sampled actions are reproducible per seed and leave training's streams alone",
+          "[train][gridlife][evaluate]") {
+    auto trained = [] {
+        auto agent = make(intrinsic::NoIntrinsic<float>{}, 5);
+        agent.train(400);
+        return agent;
+    };
+    auto a = trained();
+    std::int64_t len_d1 = 0, len_d2 = 0, len_s1 = 0, len_s2 = 0, len_s3 = 0;
+    const double d1 = a.evaluate_episode(77, &len_d1);
+    const double s1 = a.evaluate_episode(77, &len_s1, train::EvalActions::sampled);
+    const double d2 = a.evaluate_episode(77, &len_d2, train::EvalActions::deterministic);
+    const double s2 = a.evaluate_episode(77, &len_s2, train::EvalActions::sampled);
+    const double s3 = a.evaluate_episode(78, &len_s3, train::EvalActions::sampled);
+    CHECK(d1 == d2);  // same episode seed: the same episode, bitwise
+    CHECK(len_d1 == len_d2);
+    CHECK(s1 == s2);
+    CHECK(len_s1 == len_s2);
+    // A barely trained SAC policy has high entropy: its samples leave the mean's trajectory.
+    CHECK((s1 != d1 || len_s1 != len_d1));
+    CHECK((s3 != s1 || len_s3 != len_s1));
+
+    // The evaluation's stream is its own: training after a sampled and after a deterministic
+    // evaluation (both interrupt the episode the same way) continues identically.
+    auto b = trained();
+    a.train(300);
+    b.evaluate_episode(77, nullptr, train::EvalActions::deterministic);
+    b.train(300);
+    const Index n = a.replay().size();
+    REQUIRE(b.replay().size() == n);
+    std::vector<Index> idx(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
+    TransitionBatch<float> ba, bb;
+    a.replay().gather(idx, ba);
+    b.replay().gather(idx, bb);
+    CHECK(ba.action == bb.action);
+    CHECK(ba.next_internal == bb.next_internal);
+}

@@ -648,7 +648,8 @@ struct PersistConfig {
 
 // Reflection. GridLifeConfig is adapted here, outside env/, without `horizon` (env.horizon)
 // and `partial_observability` (partial_observability.enabled): one key per setting.
-BOOST_HANA_ADAPT_STRUCT(persist::env::GridLifeConfig, width, height, view_radius, max_speed, fixed_map, map_seed,
+BOOST_HANA_ADAPT_STRUCT(persist::env::GridLifeConfig, width, height, view_radius, max_speed, observe_last_action,
+                        fixed_map, map_seed,
                         base_heat, num_hot_spots, num_cold_spots, spot_amplitude, spot_sigma, num_food, food_respawns,
                         food_respawn_steps, num_hazards, num_walls, num_refuel, num_cool, num_repair, initial_internal,
                         initial_noise, energy_decay, effort_cost, food_gain, refuel_gain, heat_rate, cool_rate,

@@ -78,6 +78,7 @@ struct GridLifeConfig {
     std::int32_t view_radius = 2;           ///< r: the patch is (2r+1) x (2r+1) tiles, [0, 16]
     double max_speed = 0.5;                 ///< tiles per step per unit action, (0, 1]
     bool partial_observability = false;     ///< true: x is not appended to the observation
+    bool observe_last_action = false;       ///< true: a_{t-1} (2 values, 0 after reset) ends the observation
     // --- map generation (from the reset seed unless fixed_map) ------------------------------
     bool fixed_map = false;                 ///< true: every episode uses the map of map_seed
     std::uint64_t map_seed = 0;             ///< map seed when fixed_map
@@ -336,6 +337,7 @@ struct GridLifePatchView {
     std::int32_t centre = 0;        ///< offset of the centre tile's channel 0 (= (r side + r) 7)
     std::int32_t subtile = 0;       ///< offset of the sub-tile position p - floor(p) - 0.5 (2)
     std::int32_t internal = -1;     ///< offset of x in o (-1 with partial observability)
+    std::int32_t last_action = -1;  ///< offset of a_{t-1} in o (-1 unless observe_last_action)
     std::int32_t observation_dim = 0;
     T max_speed = T(0.5);           ///< tiles per step per unit action
 };
@@ -347,11 +349,12 @@ struct GridLifePatchView {
 /// the world is clamped to the edge, one whose move would enter a wall tile is cancelled
 /// (the agent slides along walls). Actions outside the box or non-finite throw persist::Error.
 ///
-/// Observation (observation_dim() = (2r+1)^2 * 7 + 2 [+ 3]):
+/// Observation (observation_dim() = (2r+1)^2 * 7 + 2 [+ 3] [+ 2]):
 ///   [ patch (2r+1) x (2r+1) x 7, row-major: row = y from iy-r to iy+r, column = x from
 ///     ix-r to ix+r, the 7 channels (GridLifeChannel) innermost;
 ///     sub-tile offset p - floor(p) - 0.5 (2 values in [-0.5, 0.5));
-///     x = [energy, temp, integrity] unless partial_observability ]
+///     x = [energy, temp, integrity] unless partial_observability;
+///     a_{t-1}, the action of the previous step (0 after reset), with observe_last_action ]
 ///
 /// @tparam T scalar of observations, actions, internal state and rewards (float or double).
 /// @tparam Hook extra termination test (NoTerminationHook, ViabilityTermination<V>, ...).
@@ -377,7 +380,8 @@ public:
         H_ = cfg_.height;
         r_ = cfg_.view_radius;
         side_ = 2 * r_ + 1;
-        obs_dim_ = side_ * side_ * num_channels + 2 + (cfg_.partial_observability ? 0 : num_internal);
+        obs_dim_ = side_ * side_ * num_channels + 2 + (cfg_.partial_observability ? 0 : num_internal) +
+                   (cfg_.observe_last_action ? 2 : 0);
         centre_ = (r_ * side_ + r_) * num_channels;
         dyn_ = GridLifeDynamics<T>::from_config(cfg_);
         tiles_ = xt::xtensor<T, 3>::from_shape({static_cast<std::size_t>(H_ + 2 * r_),
@@ -429,6 +433,7 @@ public:
         done_ = false;
         violation_ = Violation{};
         violated_.fill(false);
+        last_a_.fill(T(0));
         write_observation();
         emit(ts, T(0), false, false);
     }
@@ -481,6 +486,8 @@ public:
         }
         // 5. termination and truncation.
         x_ = x_next_;
+        last_a_[0] = a[0];
+        last_a_[1] = a[1];
         check_termination();
         const bool terminated = violation_.source != Violation::Source::none;
         const bool truncated = t_ >= cfg_.horizon;
@@ -606,6 +613,7 @@ public:
         v.centre = static_cast<std::int32_t>(centre_);
         v.subtile = static_cast<std::int32_t>(side_ * side_ * num_channels);
         v.internal = static_cast<std::int32_t>(internal_offset());
+        v.last_action = static_cast<std::int32_t>(last_action_offset());
         v.observation_dim = static_cast<std::int32_t>(obs_dim_);
         v.max_speed = static_cast<T>(cfg_.max_speed);
         return v;
@@ -614,6 +622,8 @@ public:
     Index internal_offset() const noexcept {
         return cfg_.partial_observability ? -1 : side_ * side_ * num_channels + 2;
     }
+    /// Offset of a_{t-1} in the observation (-1 unless observe_last_action): the last 2 entries.
+    Index last_action_offset() const noexcept { return cfg_.observe_last_action ? obs_dim_ - 2 : -1; }
 
     /// Place the agent and set x (tests and scripted scenarios); keeps the map, the step count
     /// and the episode's status, and rewrites the observation (returned via ts).
@@ -636,8 +646,9 @@ public:
     }
     /// State protocol (core/state.hpp): everything a running episode needs to continue
     /// bitwise: the tile tensor (with eaten food), position, x, the current observation, the
-    /// step count, visited tiles, food items and respawn clocks, the termination bounds (a
-    /// curriculum moves them), the episode status, and the hook's state when it has one.
+    /// step count, visited tiles, food items and respawn clocks, a_{t-1} (observe_last_action),
+    /// the termination bounds (a curriculum moves them), the episode status, and the hook's
+    /// state when it has one.
     /// Shapes follow the configuration. Not state: the configuration itself, scratch buffers,
     /// and the last step's violation report (last_violation(), violated()), which a loaded
     /// environment keeps from before the load. docs/checkpoint.md, "Resuming a PersistAgent".
@@ -671,6 +682,7 @@ public:
         v(state_tensor("upper_bounds", hi_.data(), {3}));
         v(state_tensor("started", &started_, {}));
         v(state_tensor("done", &done_, {}));
+        if (cfg_.observe_last_action) v(state_tensor("last_action", last_a_.data(), {2}));
         if constexpr (Stateful<Hook>) visit_nested(hook_, "hook", v);
     }
 
@@ -786,6 +798,10 @@ private:
         *out++ = py_ - static_cast<T>(iy_) - T(0.5);
         if (!cfg_.partial_observability)
             for (Index j = 0; j < num_internal; ++j) *out++ = x_[j];
+        if (cfg_.observe_last_action) {
+            *out++ = last_a_[0];
+            *out++ = last_a_[1];
+        }
     }
 
     void emit(TimeStep<T>& ts, T reward, bool terminated, bool truncated) const {
@@ -911,6 +927,7 @@ private:
     std::array<std::uint64_t, 3> violated_{};
     Violation violation_{};
     Vec<T> x_, x_next_, obs_;
+    std::array<T, 2> last_a_{};  // a_{t-1} (observe_last_action)
     T px_ = T(0), py_ = T(0);
     Index ix_ = 0, iy_ = 0;
     std::int64_t t_ = 0;

@@ -26,8 +26,8 @@ struct MLPOptions {
     /// Threads of forward() and backward(), >= 1 (ReLU networks without LayerNorm; others run
     /// serially). With n >= 2 and a batch of at least 2 * MLP::kMinBlockColumns columns, the batch
     /// is cut into min(n, B / kMinBlockColumns) column blocks (forward, dX) and each layer's
-    /// parameter gradient into as many row blocks, on OpenMP threads (one barrier per layer of
-    /// backward). Every element is computed as in the serial pass: with the AVX-512 kernel the
+    /// parameter gradient into as many row blocks, on OpenMP threads (backward: one barrier,
+    /// between the dX chain and the parameter gradients). Every element is computed as in the serial pass: with the AVX-512 kernel the
     /// result is bitwise the same for every n; elsewhere it is the same for a given n.
     Index threads = 1;
 };
@@ -382,9 +382,12 @@ private:
         });
     }
 
-    /// backward() of a ReLU network in nb blocks: layer l's dX in column blocks (masked by
-    /// h[l-1] > 0), its dW/db in row blocks over the whole batch after a barrier (they need every
-    /// column of the layer's output gradient).
+    /// backward() of a ReLU network in nb blocks, in two phases with one barrier between them.
+    /// 1. Each block carries its columns down the dX chain, g[l] = (W_l^T g[l+1]) * (h[l-1] > 0)
+    ///    (block b's columns of g[l] need only block b's columns of g[l+1]: no barrier), and the
+    ///    last layer's dW/db, which read only grad_out, in row blocks.
+    /// 2. After the barrier, every other layer's dW/db in row blocks (they need every column of
+    ///    the layer's output gradient).
     void backward_blocks(Workspace& ws, MatCRef<T> grad_out, Mat<T>* grad_in, bool param_grads, GradMode mode,
                          Index nb) {
         const std::size_t L = lin_.size();
@@ -393,25 +396,29 @@ private:
         if (grad_in) ensure_shape(*grad_in, widths_[0], B);
         if (ws.lin_blocks.size() < static_cast<std::size_t>(nb - 1) * L)
             ws.lin_blocks.resize(static_cast<std::size_t>(nb - 1) * L);
+        const auto input_of = [&](std::size_t l) -> const Mat<T>& { return l == 0 ? ws.x : ws.h[l - 1]; };
+        const auto grad_of = [&](std::size_t l) { return l + 1 == L ? grad_out : MatCRef<T>(ws.g[l + 1]); };
         run_blocks(nb, [&](Index tid, Index nt) {
-            for (std::size_t l = L; l-- > 0;) {
-                const Mat<T>& in = l == 0 ? ws.x : ws.h[l - 1];
-                const MatCRef<T> go = l + 1 == L ? grad_out : MatCRef<T>(ws.g[l + 1]);
-                if (l + 1 < L) sync();  // every column of ws.g[l + 1] written
-                for (Index b = tid; b < nb; b += nt) {
-                    if (param_grads) {
-                        const auto [r0, nr] = row_block(widths_[l + 1], nb, b);
-                        lin_[l].param_grad_rows(in, go, r0, nr, mode, block_cache(ws, l, b));
-                    }
+            for (Index b = tid; b < nb; b += nt) {
+                const auto [c0, nc] = column_block(B, nb, b);
+                for (std::size_t l = L; l-- > 0;) {
                     Mat<T>* gin = l == 0 ? grad_in : &ws.g[l];
-                    if (gin) {
-                        const auto [c0, nc] = column_block(B, nb, b);
-                        if (nc > 0)
-                            lin_[l].input_grad_cols(go, *gin, c0, nc, l > 0 ? &ws.h[l - 1] : nullptr,
-                                                    block_cache(ws, l, b));
-                    }
+                    if (!gin || nc <= 0) break;
+                    lin_[l].input_grad_cols(grad_of(l), *gin, c0, nc, l > 0 ? &ws.h[l - 1] : nullptr,
+                                            block_cache(ws, l, b));
+                }
+                if (param_grads) {
+                    const auto [r0, nr] = row_block(widths_[L], nb, b);
+                    lin_[L - 1].param_grad_rows(input_of(L - 1), grad_out, r0, nr, mode, block_cache(ws, L - 1, b));
                 }
             }
+            if (!param_grads || L == 1) return;
+            sync();  // every column of every ws.g[l] written
+            for (std::size_t l = L - 1; l-- > 0;)
+                for (Index b = tid; b < nb; b += nt) {
+                    const auto [r0, nr] = row_block(widths_[l + 1], nb, b);
+                    lin_[l].param_grad_rows(input_of(l), grad_of(l), r0, nr, mode, block_cache(ws, l, b));
+                }
         });
     }
 

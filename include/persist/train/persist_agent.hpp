@@ -100,6 +100,9 @@ inline nlohmann::json to_json(const AgentOptions& o) {
 }
 
 /// What one call of PersistAgent::step did.
+/// How PersistAgent::evaluate_episode picks actions: the policy's mean action, or samples.
+enum class EvalActions { deterministic, sampled };
+
 template <class T>
 struct StepResult {
     T r_task = T(0), r_homeo = T(0), r_intr = T(0), r_total = T(0);
@@ -304,10 +307,15 @@ public:
         for (std::int64_t i = 0; i < steps; ++i) step();
     }
 
-    /// Deterministic evaluation episode (policy.act_deterministic, shield on, no storage, no
-    /// learning); returns the undiscounted task return and writes the length. Interrupts any
-    /// running training episode (the next step() starts a new one).
-    double evaluate_episode(std::uint64_t seed, std::int64_t* length = nullptr) {
+    /// Evaluation episode (shield on, no storage, no learning); returns the undiscounted task
+    /// return and writes the length. `actions`: EvalActions::deterministic acts with
+    /// policy.act_deterministic (the mean action), EvalActions::sampled with policy.act drawing
+    /// from a stream of its own seeded by `seed` (the training streams are not touched, so
+    /// evaluating does not change what training does next). Interrupts any running training
+    /// episode (the next step() starts a new one).
+    double evaluate_episode(std::uint64_t seed, std::int64_t* length = nullptr,
+                            EvalActions actions = EvalActions::deterministic) {
+        Rng eval_rng(seed, kEvalStream);
         in_episode_ = false;
         env_.reset(seed, ts_);
         o_ = ts_.observation;
@@ -316,7 +324,10 @@ public:
         double ret = 0;
         std::int64_t len = 0;
         while (true) {
-            policy_.act_deterministic(s_.head(policy_state_dim_), a_);
+            if (actions == EvalActions::sampled)
+                policy_.act(s_.head(policy_state_dim_), a_, eval_rng);
+            else
+                policy_.act_deterministic(s_.head(policy_state_dim_), a_);
             shield_.project(a_, o_, x_, a_safe_);
             env_.step(a_safe_, ts_);
             ret += double(ts_.reward);
@@ -454,7 +465,7 @@ public:
     }
 
 private:
-    static constexpr std::uint64_t kActStream = 0x7472, kEpisodeStream = 0x6570;
+    static constexpr std::uint64_t kActStream = 0x7472, kEpisodeStream = 0x6570, kEvalStream = 0x6576;
 
     /// constants_ <- (threshold, lo, hi) of every constraint in force.
     void store_constants() {
