@@ -221,6 +221,25 @@ TEST_CASE("LearnedShield copies and moves keep decisions identical; checkpoint r
         env.step(out_a, ts);
         if (ts.terminated || ts.truncated) env.reset(78 + static_cast<std::uint64_t>(i), ts);
     }
+    // Copy and move assignment over shields built differently: the targets then decide as a.
+    Shield f = make_shield(env, 0, 555, 21);
+    f = a;
+    Shield g = make_shield(env, 0, 556, 21);
+    g = std::move(f);
+    f = g;  // a moved-from shield can be assigned again
+    for (int i = 0; i < 20; ++i) {
+        act << rng.uniform<float>(-1.f, 1.f), rng.uniform<float>(-1.f, 1.f);
+        Vec<float> out_f(2), out_g(2);
+        const auto da = a.project(act, ts.observation, ts.internal, out_a);
+        const auto df = f.project(act, ts.observation, ts.internal, out_f);
+        const auto dg = g.project(act, ts.observation, ts.internal, out_g);
+        REQUIRE(out_a == out_f);
+        REQUIRE(out_a == out_g);
+        REQUIRE(da.probability == df.probability);
+        REQUIRE(da.probability == dg.probability);
+        env.step(out_a, ts);
+        if (ts.terminated || ts.truncated) env.reset(200 + static_cast<std::uint64_t>(i), ts);
+    }
     const auto path = std::filesystem::temp_directory_path() / "persist_learned_shield.ckpt";
     persist::io::save_checkpoint(path.string(), a);
     // Other initialisation of the models (restored from the checkpoint); the noise seed is an
@@ -455,6 +474,10 @@ TEST_CASE("LearnedShield checking the constraints themselves: the decisions of a
     std::optional<Exact> b(a);      // copy: its search must read b's constraint set ...
     Exact c(std::move(*b));         // ... and after a move, c's,
     b.reset();                      // not the destroyed source's (ASan would see it)
+    std::optional<Exact> src(a);
+    Exact f(cs, Kin::from(env), env.action_low(), env.action_high(), test_options(env, 0, 77));
+    f = *src;                       // assignment: likewise, f's own set
+    src.reset();
     TimeStep<float> ts;
     env.reset(77, ts);
     Vec<float> act(2), out_a(2), out_c(2), out_r(2);
@@ -465,6 +488,10 @@ TEST_CASE("LearnedShield checking the constraints themselves: the decisions of a
         const auto da = a.project(act, ts.observation, ts.internal, out_a);
         const auto dc = c.project(act, ts.observation, ts.internal, out_c);
         const auto dr = ref.project(act, ts.observation, ts.internal, out_r);
+        Vec<float> out_f(2);
+        const auto df = f.project(act, ts.observation, ts.internal, out_f);
+        REQUIRE(out_f == out_a);
+        REQUIRE(df.probability == da.probability);
         REQUIRE(out_a == out_r);
         REQUIRE(da.probability == dr.probability);
         REQUIRE(da.binding_constraint == dr.binding_constraint);

@@ -130,7 +130,7 @@ public:
     }
     LearnedShield& operator=(LearnedShield&& o) noexcept(false) {
         opt_ = std::move(o.opt_);
-        constraints_ = std::move(o.constraints_);
+        constraints_ = o.constraints_;  // copied, not moved: as in the move constructor
         model_ = std::move(o.model_);
         viab_ = std::move(o.viab_);
         search_ = std::move(o.search_);

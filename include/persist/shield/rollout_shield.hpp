@@ -262,7 +262,25 @@ public:
         }
         setup();
     }
-    RolloutShield& operator=(const RolloutShield&) = delete;
+    /// Assignment copies what the copy constructor copies and rebuilds the scratch buffers
+    /// (moves copy too: nothing here is worth stealing once the views are re-pointed).
+    RolloutShield& operator=(const RolloutShield& o) {
+        if (this == &o) return *this;
+        model_ = o.model_;
+        viab_ = o.viab_;
+        kin_ = o.kin_;
+        low_ = o.low_;
+        high_ = o.high_;
+        opt_ = o.opt_;
+        constraints_ = o.constraints_;
+        counters_ = o.counters_;
+        calls_ = o.calls_;
+        if constexpr (exact_constraints) {
+            if (constraints_) constraints_->sync(), viab_ = constraints_->view();
+        }
+        setup();
+        return *this;
+    }
 
     // --- the Shield contract -------------------------------------------------------------
     /// Check `a` (P_hat(a) >= alpha: a_safe = a) or project it (docs/shield.md). Never
