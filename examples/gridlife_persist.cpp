@@ -13,6 +13,7 @@
 // Usage: gridlife_persist [--config FILE] [--steps N] [--seed S] [--metrics FILE]
 //                         [--intrinsic none|surprise|rnd|empowerment] [--shield none|rollout]
 //                         [--shield-warmup UPDATES] [--save FILE] [--resume FILE|DIR]
+//                         [--checkpoint-dir DIR] [--checkpoint-every N]
 //                         [--demonstrations FILE] (and the flags of --help)
 //                         [--eval-episodes N] [--eval-actions deterministic,sampled]
 //                         [--batch-size B] [--gradient-steps G]
@@ -47,6 +48,7 @@
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/io/checkpoint.hpp>
 #include <persist/parallel/gridlife_rollout.hpp>
 #include <persist/replay/demonstrations.hpp>
 #include <persist/shield/amortized_shield.hpp>
@@ -95,6 +97,8 @@ struct Args {
     std::optional<std::string> demonstrations;          ///< enables demonstrations with this file
     std::optional<std::string> policy_demonstrations;   ///< the policy's file (demonstrations.policy_path)
     std::optional<std::string> save, resume;
+    std::optional<std::string> checkpoint_dir;       ///< overrides checkpoint.dir
+    std::optional<std::int64_t> checkpoint_every;    ///< overrides checkpoint.every (0: never)
     std::int64_t eval_episodes = 0;
     std::vector<persist::train::EvalActions> eval_actions{persist::train::EvalActions::deterministic};
     std::optional<std::int64_t> batch_size, gradient_steps, learning_starts, hidden;
@@ -161,6 +165,8 @@ Args parse(int argc, char** argv) {
         else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
         else if (f == "--eval-actions") a.eval_actions = parse_eval_actions(f, value());
         else if (f == "--resume") a.resume = value();
+        else if (f == "--checkpoint-dir") a.checkpoint_dir = value();
+        else if (f == "--checkpoint-every") a.checkpoint_every = parse_int(f, value(), 0);
         else if (f == "--shield-warmup") a.shield_warmup = parse_int(f, value(), 0), a.shield_warmup_given = true;
         else if (f == "--safety-network") a.safety_network = value();
         else if (f == "--switch-after") a.switch_after = parse_int(f, value(), 0);
@@ -185,6 +191,7 @@ Args parse(int argc, char** argv) {
                         "                        [--shield-relax on|off] [--shield-check approximator|constraints]\n"
                         "                        [--demonstrations FILE] [--policy-demonstrations FILE]\n"
                         "                        [--save FILE] [--resume FILE|DIR]\n"
+                        "                        [--checkpoint-dir DIR] [--checkpoint-every N]\n"
                         "                        [--eval-episodes N] [--eval-actions deterministic,sampled]\n"
                         "                        [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--threads N] [--quiet]\n");
@@ -332,6 +339,25 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     opt.gradient_steps = a.gradient_steps.value_or(c.train.gradient_steps);
     opt.learning_starts = a.learning_starts.value_or(c.train.learning_starts);
     opt.replay_capacity = std::max<Index>(opt.batch_size, std::min<Index>(c.train.replay_capacity, a.steps));
+    // --resume: the checkpoint to continue (a file, or the newest in a directory). Its replay
+    // keeps the capacity it was saved with (capped at *its* run's budget), so a resumed run that
+    // trains longer than the first one does not fail the checkpoint's options check.
+    std::optional<std::filesystem::path> resume_path;
+    if (a.resume) {
+        resume_path = std::filesystem::is_directory(*a.resume) ? persist::train::latest_checkpoint(*a.resume)
+                                                               : std::optional<std::filesystem::path>(*a.resume);
+        if (!resume_path) throw persist::IoError("--resume: no checkpoint in " + *a.resume);
+        const auto info = persist::io::inspect_checkpoint(*resume_path, /*verify_checksum=*/false);
+        const auto& m = info.metadata;
+        if (m.contains(persist::train::agent_checkpoint_key) && m[persist::train::agent_checkpoint_key].contains("options") &&
+            m[persist::train::agent_checkpoint_key]["options"].contains("replay_capacity") &&
+            m[persist::train::agent_checkpoint_key]["options"]["replay_capacity"].is_number_integer()) {
+            const auto saved = m[persist::train::agent_checkpoint_key]["options"]["replay_capacity"].get<std::int64_t>();
+            if (saved != static_cast<std::int64_t>(opt.replay_capacity) &&
+                saved == std::max<std::int64_t>(opt.batch_size, std::min<std::int64_t>(c.train.replay_capacity, saved)))
+                opt.replay_capacity = static_cast<Index>(saved);  // the first run's budget cap
+        }  // anything else: PersistAgent::load reports the difference
+    }
     opt.policy_sees_internal = !c.partial_observability.enabled;
     opt.near_boundary_capacity = c.viability.near_boundary_buffer.capacity;
     opt.near_boundary_epsilon = c.viability.near_boundary_buffer.epsilon;
@@ -347,16 +373,22 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
 
     Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
     if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
-    if (a.resume) {  // after the curriculum is installed, before training
-        auto p = std::filesystem::is_directory(*a.resume) ? persist::train::latest_checkpoint(*a.resume)
-                                                          : std::optional<std::filesystem::path>(*a.resume);
-        if (!p) throw persist::IoError("--resume: no checkpoint in " + *a.resume);
-        agent.load(*p);  // same config, seed and flags required; CheckpointError names any difference
-        std::printf("resumed from %s at step %lld\n", p->c_str(), static_cast<long long>(agent.total_steps()));
+    if (resume_path) {  // after the curriculum is installed, before training
+        agent.load(*resume_path);  // same config, seed and flags required; CheckpointError names any difference
+        std::printf("resumed from %s at step %lld\n", resume_path->c_str(), static_cast<long long>(agent.total_steps()));
     }
 
     const std::string metrics_path = a.metrics.value_or(c.metrics.path);
-    persist::train::MetricsWriter writer(metrics_path);
+    // A resumed run continues the interrupted run's metrics file: its episodes up to the
+    // checkpoint stay, the rest is written again by this run.
+    std::int64_t kept_lines = 0;
+    persist::train::MetricsWriter writer =
+        resume_path ? persist::train::MetricsWriter::resume(metrics_path, agent.total_steps(), &kept_lines)
+                    : persist::train::MetricsWriter(metrics_path);
+    if (resume_path)
+        std::printf("  metrics: %lld episode lines of %s kept (episodes that ended by step %lld)\n",
+                    static_cast<long long>(kept_lines), metrics_path.c_str(),
+                    static_cast<long long>(agent.total_steps()));
     const auto& cn = agent.metrics().constraint_names();
     const auto& vn = agent.metrics().variable_names();
     std::int64_t last_print = 0;
@@ -387,8 +419,22 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     std::printf("\n");
     std::fflush(stdout);
 
+    // checkpoint: every `every` steps into `dir`, the newest `keep` kept (0: never); resume a run
+    // with --resume DIR (the latest there).
+    persist::train::PeriodicCheckpoints periodic(a.checkpoint_dir.value_or(c.checkpoint.dir),
+                                                 a.checkpoint_every.value_or(c.checkpoint.every), c.checkpoint.keep);
+    if (periodic.every() > 0 && periodic.every() <= a.steps)
+        std::printf("  checkpoints every %lld steps into %s (newest %lld kept)\n",
+                    static_cast<long long>(periodic.every()), periodic.dir().c_str(),
+                    static_cast<long long>(periodic.keep()));
+    std::fflush(stdout);
+
     const auto t0 = std::chrono::steady_clock::now();
-    while (agent.total_steps() < a.steps) agent.step();  // --steps is the total (a resumed run continues)
+    while (agent.total_steps() < a.steps) {  // --steps is the total (a resumed run continues)
+        agent.step();
+        if (const auto p = periodic.maybe_save(agent); p && !a.quiet)
+            std::printf("  checkpoint written to %s\n", p->c_str());
+    }
     if (a.save) {
         agent.save(*a.save);
         std::printf("checkpoint written to %s\n", a.save->c_str());
@@ -640,6 +686,10 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("partial_observability.dropout_prob / noise_std (" + a.config +
                                        "): observation dropout and noise are not implemented in this example; "
                                        "set both to 0 (partial_observability.enabled hides x)");
+        if (c.partial_observability.enabled)
+            std::printf("note: partial_observability.enabled: the policy acts on o alone; state_estimator (%s) is "
+                        "validated but not implemented yet, so no belief over x is learned\n",
+                        c.state_estimator.type == cfgns::EstimatorKind::gru ? "gru" : "ekf");
         const auto kind = resolve_intrinsic(c, a);
         if (a.intrinsic && c.rewards.intrinsic != kind)
             std::printf("note: --intrinsic %s overrides rewards.intrinsic = \"%s\" of the config\n", intrinsic_name(kind),

@@ -52,7 +52,7 @@ cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DPERS
 cmake --build "$build" -j "${PERSIST_JOBS:-2}" --target gridlife_persist gridlife_demos
 mkdir -p "$out"
 exe="$build/examples/gridlife_persist"
-common=(--steps "$steps" --learning-starts 5000 --batch-size 256 --gradient-steps 8 --eval-episodes "$evals" --threads $(( jobs == 2 ? 1 : 0 )) --quiet)
+common=(--steps "$steps" --learning-starts 5000 --batch-size 256 --gradient-steps 8 --eval-episodes "$evals" --threads $(( jobs == 2 ? 1 : 0 )) --checkpoint-every 0 --quiet)
 if (( demos )); then
     "$build/examples/gridlife_demos" --out "$out/demos_shield.jsonl" --episodes 30 --seed 1 --noise 0.2
     "$build/examples/gridlife_demos" --out "$out/demos_policy.jsonl" --episodes 300 --seed 1 --noise 0.3 --record expert

@@ -2,6 +2,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
 #include <vector>
 
 #include <persist/train/curriculum.hpp>
@@ -176,4 +181,67 @@ TEST_CASE("metrics: recovery rate (near-boundary states back to the core within 
     const auto j = persist::train::to_json(s, m.constraint_names(), m.variable_names());
     CHECK(j["violations_per_variable"]["energy"] == 1);
     CHECK(j["type"] == "summary");
+}
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+}  // namespace
+
+TEST_CASE("MetricsWriter::resume keeps the episodes that ended by the checkpoint, appends after them",
+          "[train][metrics][checkpoint]") {
+    namespace fs = std::filesystem;
+    const fs::path file = fs::temp_directory_path() / ("persist_metrics_resume_" + std::to_string(::getpid()) + ".jsonl");
+    const std::string e0 = R"({"type":"episode","episode":0,"start_step":0,"survival_steps":100})";
+    const std::string e1 = R"({"type":"episode","episode":1,"start_step":100,"survival_steps":50})";
+    const std::string e2 = R"({"type":"episode","episode":2,"start_step":150,"survival_steps":80})";
+    {
+        std::ofstream o(file);
+        o << e0 << "\n" << e1 << "\n" << e2 << "\n"
+          << R"({"type":"summary","episodes":3})" << "\n" << R"({"type":"evaluation","episodes":2})" << "\n";
+    }
+    std::int64_t kept = -1;
+    {
+        auto w = persist::train::MetricsWriter::resume(file, 180, &kept);  // e2 ended at 230: replayed
+        w.write(nlohmann::json{{"type", "episode"}, {"episode", 2}, {"start_step", 150}, {"survival_steps", 90}});
+    }
+    CHECK(kept == 2);
+    CHECK(slurp(file) == e0 + "\n" + e1 + "\n" +
+                             R"({"episode":2,"start_step":150,"survival_steps":90,"type":"episode"})" + "\n");
+    CHECK_FALSE(fs::exists(file.string() + ".resume.tmp"));
+
+    // Exactly at an episode's end: kept.
+    { auto w = persist::train::MetricsWriter::resume(file, 150, &kept); }
+    CHECK(kept == 2);
+
+    // A damaged line: IoError naming file and line; the file is left as it was.
+    {
+        std::ofstream o(file);
+        o << e0 << "\n" << "{not json\n" << e1 << "\n";
+    }
+    const std::string before = slurp(file);
+    CHECK_THROWS_AS(persist::train::MetricsWriter::resume(file, 1000), persist::IoError);
+    CHECK_THROWS_WITH(persist::train::MetricsWriter::resume(file, 1000),
+                      Catch::Contains(file.string() + ":2: not a JSON object"));
+    CHECK(slurp(file) == before);
+    {
+        std::ofstream o(file);
+        o << R"({"type":"episode","start_step":"zero","survival_steps":3})" << "\n";
+    }
+    CHECK_THROWS_WITH(persist::train::MetricsWriter::resume(file, 1000),
+                      Catch::Contains(":1: episode line without integer start_step"));
+
+    // No file yet: starts empty.
+    fs::remove(file);
+    {
+        auto w = persist::train::MetricsWriter::resume(file, 10, &kept);
+        w.write(nlohmann::json{{"type", "summary"}});
+    }
+    CHECK(kept == 0);
+    CHECK(slurp(file) == std::string(R"({"type":"summary"})") + "\n");
+    fs::remove(file);
 }

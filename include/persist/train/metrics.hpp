@@ -417,10 +417,59 @@ inline nlohmann::json to_json(const RunSummary& s, const std::vector<std::string
 
 /// Appends JSON lines to a file (truncated on open); each line flushed. IoError when the file
 /// cannot be opened or written.
+///
+/// Resuming a run (`MetricsWriter::resume(path, step)`): the file of the interrupted run keeps
+/// the "episode" lines of episodes that ended at or before `step` (the checkpoint's total
+/// steps: the resumed run replays everything after it) and loses its other lines (episodes
+/// after the checkpoint, summaries, evaluations: the resumed run writes its own); new lines
+/// are appended. A missing file starts empty. A line that is not a JSON object, or an episode
+/// line without integer start_step / survival_steps, is an IoError naming file and line, and
+/// the file is left as it was.
 class MetricsWriter {
 public:
     explicit MetricsWriter(const std::filesystem::path& path) : path_(path), out_(path, std::ios::trunc) {
         if (!out_) throw IoError("MetricsWriter: cannot open \"" + path.string() + "\" for writing");
+    }
+
+    /// The writer of a run resumed at total step `step` (see the class comment). Returns the
+    /// number of episode lines kept through `kept` when given.
+    static MetricsWriter resume(const std::filesystem::path& path, std::int64_t step, std::int64_t* kept = nullptr) {
+        std::vector<std::string> keep;
+        if (std::filesystem::exists(path)) {
+            std::ifstream in(path);
+            if (!in) throw IoError("MetricsWriter::resume: cannot open \"" + path.string() + "\" for reading");
+            std::string line;
+            std::int64_t no = 0;
+            while (std::getline(in, line)) {
+                ++no;
+                if (line.empty()) continue;
+                const auto where = [&] { return path.string() + ":" + std::to_string(no) + ": "; };
+                const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+                if (j.is_discarded() || !j.is_object())
+                    throw IoError("MetricsWriter::resume: " + where() + "not a JSON object (a metrics file holds one per line)");
+                if (!j.contains("type") || j["type"] != "episode") continue;
+                if (!j.contains("start_step") || !j["start_step"].is_number_integer() || !j.contains("survival_steps") ||
+                    !j["survival_steps"].is_number_integer())
+                    throw IoError("MetricsWriter::resume: " + where() +
+                                  "episode line without integer start_step and survival_steps");
+                if (j["start_step"].get<std::int64_t>() + j["survival_steps"].get<std::int64_t>() <= step)
+                    keep.push_back(line);
+            }
+            if (in.bad()) throw IoError("MetricsWriter::resume: read error in \"" + path.string() + "\"");
+        }
+        if (kept) *kept = static_cast<std::int64_t>(keep.size());
+        // The kept lines replace the file atomically (a crash leaves the old file or the new).
+        const std::filesystem::path tmp = path.string() + ".resume.tmp";
+        {
+            std::ofstream o(tmp, std::ios::trunc);
+            for (const auto& l : keep) o << l << '\n';
+            o.flush();
+            if (!o) throw IoError("MetricsWriter::resume: cannot write \"" + tmp.string() + "\"");
+        }
+        std::error_code ec;
+        std::filesystem::rename(tmp, path, ec);
+        if (ec) throw IoError("MetricsWriter::resume: cannot replace \"" + path.string() + "\": " + ec.message());
+        return MetricsWriter(path, std::ios::app);
     }
     void write(const nlohmann::json& j) {
         out_ << j.dump() << '\n';
@@ -430,6 +479,9 @@ public:
     const std::filesystem::path& path() const { return path_; }
 
 private:
+    MetricsWriter(const std::filesystem::path& path, std::ios::openmode mode) : path_(path), out_(path, mode) {
+        if (!out_) throw IoError("MetricsWriter: cannot open \"" + path.string() + "\" for appending");
+    }
     std::filesystem::path path_;
     std::ofstream out_;
 };
