@@ -417,6 +417,10 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     std::printf("  constraints:");
     for (const auto& s : cn) std::printf(" \"%s\"", s.c_str());
     std::printf("\n");
+    if (gcfg.partial_observability || gcfg.observation_noise_std > 0.0 || gcfg.observation_dropout > 0.0)
+        std::printf("  observations: x %s, noise std %g, dropout %g (partial_observability)\n",
+                    gcfg.partial_observability ? "hidden" : "observed", gcfg.observation_noise_std,
+                    gcfg.observation_dropout);
     std::fflush(stdout);
 
     // checkpoint: every `every` steps into `dir`, the newest `keep` kept (0: never); resume a run
@@ -682,10 +686,6 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("env.name = \"" + c.env.name + "\": this example runs GridLife-v0 only");
         if (c.train.algo != cfgns::Algo::SAC)
             throw persist::ConfigError("train.algo: only SAC is implemented (PPO and TD3 are not yet)");
-        if (c.partial_observability.dropout_prob != 0.0 || c.partial_observability.noise_std != 0.0)
-            throw persist::ConfigError("partial_observability.dropout_prob / noise_std (" + a.config +
-                                       "): observation dropout and noise are not implemented in this example; "
-                                       "set both to 0 (partial_observability.enabled hides x)");
         if (c.partial_observability.enabled)
             std::printf("note: partial_observability.enabled: the policy acts on o alone; state_estimator (%s) is "
                         "validated but not implemented yet, so no belief over x is learned\n",

@@ -140,6 +140,35 @@ TEST_CASE("GridLife visit_state: a_{t-1} is state only with observe_last_action"
     fs::remove(plain_file);
 }
 
+TEST_CASE("GridLife visit_state: the sensor model's stream continues after a load", "[checkpoint][gridlife]") {
+    const fs::path file = temp_file("gl_sensor");
+    auto cfg = small_world();
+    cfg.horizon = 300;
+    cfg.lower_bounds = {0.0, 0.0, 0.0};
+    cfg.observation_noise_std = 0.05;
+    cfg.observation_dropout = 0.1;
+    Env<double> a(cfg);
+    persist::TimeStep<double> ts_a;
+    a.reset(3, ts_a);
+    persist::Rng rng(5);
+    drive(a, ts_a, rng, 40, 4);
+    persist::io::save_checkpoint(file, a);
+    persist::Rng rng_b = rng;
+    const auto ta = drive(a, ts_a, rng, 60, 50);
+
+    Env<double> b(cfg);
+    persist::TimeStep<double> ts_b;
+    b.reset(99, ts_b);  // a different stream until the load replaces it
+    persist::Rng other = rng_b.fork(1);
+    drive(b, ts_b, other, 3, 100);
+    persist::io::load_checkpoint(file, b);
+    const auto tb = drive(b, ts_b, rng_b, 60, 50);
+    CHECK(ta.obs == tb.obs);  // noisy observations included, bitwise
+    CHECK(ta.x == tb.x);
+    CHECK(ta.reward == tb.reward);
+    fs::remove(file);
+}
+
 TEST_CASE("MetricsTracker visit_state: a loaded tracker closes the episode and the run identically",
           "[checkpoint][metrics]") {
     const auto set = target_set<double>();

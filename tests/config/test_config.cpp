@@ -299,8 +299,12 @@ TEST_CASE("make_gridlife_config and the curriculum's start set", "[config]") {
     c.env.horizon = 300;
     c.env.gridlife = persist::env::GridLifeConfig{.width = 20};
     c.partial_observability.enabled = true;
+    c.partial_observability.dropout_prob = 0.1;
+    c.partial_observability.noise_std = 0.02;
     c.maintenance.enabled = false;
     const auto g = cfg::make_gridlife_config(c);
+    CHECK(g.observation_dropout == 0.1);
+    CHECK(g.observation_noise_std == 0.02);
     CHECK(g.width == 20);
     CHECK(g.horizon == 300);
     CHECK(g.partial_observability);
@@ -671,13 +675,15 @@ constexpr std::size_t aggregate_size() {
 }
 }  // namespace
 
-TEST_CASE("every GridLifeConfig member is reflected, except horizon and partial_observability",
+TEST_CASE("every GridLifeConfig member is reflected, except horizon, partial_observability and the sensor model",
           "[config][reflect]") {
     // If this fails, GridLifeConfig gained or lost a member: update BOOST_HANA_ADAPT_STRUCT in
     // persist/config/persist_config.hpp and the env.gridlife table of docs/config.md.
     STATIC_REQUIRE(aggregate_size<persist::env::GridLifeConfig>() ==
-                   decltype(boost::hana::length(boost::hana::accessors<persist::env::GridLifeConfig>()))::value + 2);
+                   decltype(boost::hana::length(boost::hana::accessors<persist::env::GridLifeConfig>()))::value + 4);
     const auto names = cfg::field_names<persist::env::GridLifeConfig>();
     CHECK(std::find(names.begin(), names.end(), "horizon") == names.end());
     CHECK(std::find(names.begin(), names.end(), "partial_observability") == names.end());
+    CHECK(std::find(names.begin(), names.end(), "observation_dropout") == names.end());
+    CHECK(std::find(names.begin(), names.end(), "observation_noise_std") == names.end());
 }

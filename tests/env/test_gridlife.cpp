@@ -310,6 +310,97 @@ TEST_CASE("GridLife: observe_last_action appends a_{t-1}, changes nothing else",
     }
 }
 
+TEST_CASE("GridLife: observation noise and dropout degrade what the agent sees, not the world", "[env][gridlife]") {
+    GridLifeConfig clean_cfg;
+    clean_cfg.observe_last_action = true;
+    GridLife<double> clean(clean_cfg);
+    auto noisy_cfg = clean_cfg;
+    noisy_cfg.observation_noise_std = 0.1;
+    GridLife<double> noisy(noisy_cfg);
+    auto drop_cfg = clean_cfg;
+    drop_cfg.observation_dropout = 0.3;
+    GridLife<double> dropped(drop_cfg);
+    const Index n = clean.observation_dim() - 2;  // the sensed part; a_{t-1} stays exact
+    TimeStep<double> tc, tn, td;
+    envtest::RandomPolicy random{Rng(8)};
+    Vec<double> a(2);
+    double sum = 0, sum2 = 0, count = 0, nonzero = 0, zeroed = 0;
+    for (std::uint64_t ep = 0; ep < 4; ++ep) {
+        clean.reset(ep, tc);
+        noisy.reset(ep, tn);
+        dropped.reset(ep, td);
+        while (!tc.done()) {
+            for (Index i = 0; i < n; ++i) {
+                const double d = tn.observation[i] - tc.observation[i];
+                sum += d, sum2 += d * d, count += 1;
+                if (tc.observation[i] != 0.0) {
+                    nonzero += 1;
+                    if (td.observation[i] == 0.0) zeroed += 1;
+                    else REQUIRE(td.observation[i] == tc.observation[i]);  // kept entries exact
+                }
+            }
+            REQUIRE(tn.observation.tail(2) == tc.observation.tail(2));
+            REQUIRE(td.observation.tail(2) == tc.observation.tail(2));
+            random.act(clean, a);
+            clean.step(a, tc);
+            noisy.step(a, tn);
+            dropped.step(a, td);
+            // The world runs on the clean observation: same x, rewards and flags.
+            REQUIRE(tn.internal == tc.internal);
+            REQUIRE(td.internal == tc.internal);
+            REQUIRE(tn.reward == tc.reward);
+            REQUIRE(td.reward == tc.reward);
+            REQUIRE(tn.terminated == tc.terminated);
+            REQUIRE(td.terminated == tc.terminated);
+            REQUIRE(tn.truncated == tc.truncated);
+        }
+    }
+    REQUIRE(count > 10000);
+    const double mean = sum / count, sd = std::sqrt(sum2 / count - mean * mean);
+    CHECK(std::abs(mean) < 0.005);          // N(0, 0.1^2): standard error ~0.001
+    CHECK(sd == Approx(0.1).epsilon(0.03));
+    CHECK(zeroed / nonzero == Approx(0.3).margin(0.03));
+
+    // The same reset seed gives the same degraded observations, step after step.
+    GridLife<double> twin(noisy_cfg);
+    TimeStep<double> t1, t2;
+    noisy.reset(5, t1);
+    twin.reset(5, t2);
+    for (int i = 0; i < 50 && !t1.done(); ++i) {
+        REQUIRE(t1.observation == t2.observation);
+        random.act(noisy, a);
+        noisy.step(a, t1);
+        twin.step(a, t2);
+    }
+
+    // No allocation on the hot path with the sensor model on.
+    auto both = noisy_cfg;
+    both.observation_dropout = 0.2;
+    GridLife<float> env(both);
+    TimeStep<float> ts;
+    env.reset(0, ts);
+    Vec<float> af(2);
+    envtest::RandomPolicy rf{Rng(4)};
+    const long allocs = envtest::count_allocations([&] {
+        for (std::uint64_t ep = 1; ep < 5; ++ep) {
+            while (!ts.done()) {
+                rf.act(env, af);
+                env.step(af, ts);
+            }
+            env.reset(ep, ts);
+        }
+    });
+    CHECK(allocs == 0);
+
+    // Bad values name the field.
+    auto bad = clean_cfg;
+    bad.observation_dropout = 1.5;
+    CHECK_THROWS_WITH(GridLife<double>(bad), Catch::Contains("observation_dropout"));
+    bad = clean_cfg;
+    bad.observation_noise_std = -0.1;
+    CHECK_THROWS_WITH(GridLife<double>(bad), Catch::Contains("observation_noise_std"));
+}
+
 TEST_CASE("GridLife: terminates exactly when a bound is crossed", "[env][gridlife]") {
     GridLife<double> env;
     TimeStep<double> ts;

@@ -579,10 +579,10 @@ struct StateEstimatorConfig {
 struct PartialObservabilityConfig {
     bool enabled = false;       ///< x is not part of the observation (GridLife option)
     double dropout_prob = 0.0;  ///< each observation entry zeroed with this probability, [0, 1]
-    double noise_std = 0.0;     ///< Gaussian observation noise, >= 0
+    double noise_std = 0.0;     ///< Gaussian observation noise, [0, 1000]
     void validate(Checker& v) const {
         v.check(dropout_prob, in_closed(0, 1));
-        v.check(noise_std, non_negative);
+        v.check(noise_std, in_closed(0, 1000));
     }
 };
 
@@ -646,8 +646,10 @@ struct PersistConfig {
 
 }  // namespace persist::config
 
-// Reflection. GridLifeConfig is adapted here, outside env/, without `horizon` (env.horizon)
-// and `partial_observability` (partial_observability.enabled): one key per setting.
+// Reflection. GridLifeConfig is adapted here, outside env/, without `horizon` (env.horizon),
+// `partial_observability` (partial_observability.enabled) and the sensor model's
+// `observation_dropout` / `observation_noise_std` (partial_observability.dropout_prob /
+// noise_std): one key per setting.
 BOOST_HANA_ADAPT_STRUCT(persist::env::GridLifeConfig, width, height, view_radius, max_speed, observe_last_action,
                         fixed_map, map_seed,
                         base_heat, num_hot_spots, num_cold_spots, spot_amplitude, spot_sigma, num_food, food_respawns,
@@ -788,6 +790,8 @@ inline env::GridLifeConfig make_gridlife_config(const PersistConfig& c) {
     env::GridLifeConfig g = c.env.gridlife.value_or(env::GridLifeConfig{});
     g.horizon = static_cast<std::int32_t>(c.env.horizon);
     g.partial_observability = c.partial_observability.enabled;
+    g.observation_dropout = c.partial_observability.dropout_prob;
+    g.observation_noise_std = c.partial_observability.noise_std;
     if (!c.maintenance.enabled) g.num_refuel = g.num_cool = g.num_repair = 0;
     return g;
 }

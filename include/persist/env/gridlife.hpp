@@ -79,6 +79,12 @@ struct GridLifeConfig {
     double max_speed = 0.5;                 ///< tiles per step per unit action, (0, 1]
     bool partial_observability = false;     ///< true: x is not appended to the observation
     bool observe_last_action = false;       ///< true: a_{t-1} (2 values, 0 after reset) ends the observation
+    /// Sensor degradation of the emitted observation (patch, sub-tile offset and x; a_{t-1} is
+    /// exact): N(0, observation_noise_std^2) added to each entry, then each entry zeroed with
+    /// probability observation_dropout. The world (dynamics, rewards, termination) uses the
+    /// clean observation. Draws come from a stream seeded by the reset seed.
+    double observation_dropout = 0.0;       ///< [0, 1]
+    double observation_noise_std = 0.0;     ///< [0, 1e3]
     // --- map generation (from the reset seed unless fixed_map) ------------------------------
     bool fixed_map = false;                 ///< true: every episode uses the map of map_seed
     std::uint64_t map_seed = 0;             ///< map seed when fixed_map
@@ -221,6 +227,8 @@ inline void validate(const GridLifeConfig& c) {
     check_int("horizon", c.horizon, 1, std::numeric_limits<std::int32_t>::max());
     check_int("view_radius", c.view_radius, 0, 16);
     check_real("max_speed", c.max_speed, 0.0, 1.0, /*open_lo=*/true);
+    check_real("observation_dropout", c.observation_dropout, 0.0, 1.0);
+    check_real("observation_noise_std", c.observation_noise_std, 0.0, 1e3);
     check_real("base_heat", c.base_heat, 0.0, 1.0);
     check_int("num_hot_spots", c.num_hot_spots, 0, 64);
     check_int("num_cold_spots", c.num_cold_spots, 0, 64);
@@ -434,6 +442,9 @@ public:
         violation_ = Violation{};
         violated_.fill(false);
         last_a_.fill(T(0));
+        sensor_rng_ = Rng(seed, /*stream=*/2);
+        sensor_seed_ = sensor_live_seed_ = seed;
+        sensor_pos_ = 0;
         write_observation();
         emit(ts, T(0), false, false);
     }
@@ -683,6 +694,10 @@ public:
         v(state_tensor("started", &started_, {}));
         v(state_tensor("done", &done_, {}));
         if (cfg_.observe_last_action) v(state_tensor("last_action", last_a_.data(), {2}));
+        if (degrades()) {  // the sensor stream's position (reset seed and draws taken)
+            v(state_tensor("sensor_rng_seed", &sensor_seed_, {}));
+            v(state_tensor("sensor_rng_position", &sensor_pos_, {}));
+        }
         if constexpr (Stateful<Hook>) visit_nested(hook_, "hook", v);
     }
 
@@ -804,10 +819,36 @@ private:
         }
     }
 
-    void emit(TimeStep<T>& ts, T reward, bool terminated, bool truncated) const {
+    bool degrades() const noexcept { return cfg_.observation_dropout > 0.0 || cfg_.observation_noise_std > 0.0; }
+
+    /// The sensor model on the emitted copy: noise, then dropout, entry by entry over the
+    /// sensed part (everything before a_{t-1}). Box-Muller without a cached spare, so the
+    /// stream's position alone is its state (checkpoints).
+    void degrade(Vec<T>& o) {
+        if (sensor_live_seed_ != sensor_seed_ || sensor_rng_.position() != sensor_pos_) {  // loaded state
+            sensor_rng_ = Rng(sensor_seed_, /*stream=*/2);
+            sensor_rng_.set_position(sensor_pos_);
+            sensor_live_seed_ = sensor_seed_;
+        }
+        const Index n = cfg_.observe_last_action ? obs_dim_ - 2 : obs_dim_;
+        const double sd = cfg_.observation_noise_std, p = cfg_.observation_dropout;
+        for (Index i = 0; i < n; ++i) {
+            double v = double(o[i]);
+            if (sd > 0.0) {
+                const double u1 = 1.0 - sensor_rng_.uniform<double>(), u2 = sensor_rng_.uniform<double>();
+                v += sd * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+            }
+            if (p > 0.0 && sensor_rng_.uniform<double>() < p) v = 0.0;
+            o[i] = static_cast<T>(v);
+        }
+        sensor_pos_ = sensor_rng_.position();
+    }
+
+    void emit(TimeStep<T>& ts, T reward, bool terminated, bool truncated) {
         ensure_shape(ts.observation, obs_dim_, 1);
         ensure_shape(ts.internal, num_internal, 1);
         ts.observation = obs_;
+        if (degrades()) degrade(ts.observation);
         ts.internal = x_;
         ts.reward = reward;
         ts.terminated = terminated;
@@ -928,6 +969,10 @@ private:
     Violation violation_{};
     Vec<T> x_, x_next_, obs_;
     std::array<T, 2> last_a_{};  // a_{t-1} (observe_last_action)
+    Rng sensor_rng_{};           // observation_dropout / observation_noise_std
+    // Its state as checkpointed (visit_state): reset seed and draws taken; the live seed tells
+    // a loaded state from the running stream.
+    std::uint64_t sensor_seed_ = 0, sensor_pos_ = 0, sensor_live_seed_ = 0;
     T px_ = T(0), py_ = T(0);
     Index ix_ = 0, iy_ = 0;
     std::int64_t t_ = 0;
