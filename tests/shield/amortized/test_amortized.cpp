@@ -613,6 +613,37 @@ TEST_CASE("amortized shield: same seed gives bitwise identical runs, another see
     CHECK_FALSE(bitwise_equal(a.network().params(), c.network().params()));
 }
 
+TEST_CASE("amortized shield: copies, moves and assignments continue exactly like the original",
+          "[shield][amortized]") {
+    AmortizedShieldOptions opt = small_options(61);
+    opt.switch_after_steps = 300;
+    auto a = make_shield<float>(opt);
+    drive(a, 6, 350);  // crosses the switch: network, optimizer, ring and stream all in use
+    auto b = a;        // copy
+    opt.seed = 998;
+    auto c = make_shield<float>(opt);
+    c = a;             // copy assignment over a differently initialised shield
+    auto tmp = a;
+    opt.seed = 997;
+    auto d = make_shield<float>(opt);
+    d = std::move(tmp);  // move assignment
+    auto e = std::move(b);  // move construction (b is left moved-from)
+    std::vector<double> ta, tc, td, te;
+    drive(a, 7, 300, &ta);
+    drive(c, 7, 300, &tc);
+    drive(d, 7, 300, &td);
+    drive(e, 7, 300, &te);
+    CHECK(ta == tc);
+    CHECK(ta == td);
+    CHECK(ta == te);
+    CHECK(a.stats().train_steps > 0);
+    for (auto* s : {&c, &d, &e}) {
+        CHECK(bitwise_equal(a.network().params(), s->network().params()));
+        CHECK(a.optimizer().state().step == s->optimizer().state().step);
+        CHECK(a.stats().train_steps == s->stats().train_steps);
+    }
+}
+
 TEMPLATE_TEST_CASE("amortized shield: checkpoint round trip is bitwise (save, continue == load, continue)",
                    "[shield][amortized][checkpoint]", float, double) {
     using T = TestType;
