@@ -3,10 +3,18 @@
 // "Demonstration files"; JSON lines or CSV by the extension of --out).
 //
 // Usage: gridlife_demos --out FILE [--config FILE] [--episodes N] [--seed S] [--noise P]
-//                       [--record executed|expert]
+//                       [--record executed|expert] [--expert heading|markov]
+//        gridlife_demos --evaluate N [--config FILE] [--seed S] [--expert heading|markov]
 //
-// The expert is persist::env::GridLifeForager (memoryless, it reads only o_t and x; docs/gridlife.md,
-// "Survival"). Each step is recorded as {episode, x_t, a_t, o_t}; only episodes that reach the
+// The expert is persist::env::GridLifeForager (it reads only o_t and x, keeps no map;
+// docs/gridlife.md, "Survival"). --expert heading (default) remembers an exploration heading and
+// a refuelling latch across steps; --expert markov remembers nothing (heading = the direction of
+// a_{t-1}, read from the observation, so the config must set env.gridlife.observe_last_action):
+// its choices are a function of what the learner sees, the expert to clone a policy from.
+// --evaluate N writes nothing: it plays N episodes (reset seeds 0 .. N-1, no noise) and prints
+// the expert's mean survival, the fraction reaching the horizon and the deaths per variable.
+//
+// Each step is recorded as {episode, x_t, a_t, o_t}; only episodes that reach the
 // horizon without a violation are written (the others are counted and dropped), so every
 // demonstrated state is safe. --noise P replaces each action with a uniform random one with
 // probability P: a careful expert never stands on a hazard or in the heat, so its
@@ -55,6 +63,8 @@ struct Args {
     std::uint64_t seed = 0;
     double noise = 0.0;
     bool record_expert = false;  ///< --record expert: the expert's choice, not the executed random action
+    bool markov = false;         ///< --expert markov: GridLifeForagerOptions::markov
+    std::int64_t evaluate = 0;   ///< --evaluate N: survival of the expert over N episodes, no file
 };
 
 
@@ -68,6 +78,7 @@ Args parse(int argc, char** argv) {
         };
         if (f == "--out") a.out = value();
         else if (f == "--config") a.config = value();
+        else if (f == "--evaluate") a.evaluate = parse_int(f, value(), 1);
         else if (f == "--episodes") a.episodes = parse_int(f, value(), 1);
         else if (f == "--seed") a.seed = static_cast<std::uint64_t>(parse_int(f, value(), 0));
         else if (f == "--noise") a.noise = parse_number(f, value(), 0.0, 1.0, /*hi_open=*/true);
@@ -76,15 +87,22 @@ Args parse(int argc, char** argv) {
             if (v != "executed" && v != "expert")
                 throw persist::ConfigError("--record " + v + ": expected executed or expert");
             a.record_expert = v == "expert";
-        }        else if (f == "-h" || f == "--help") {
+        } else if (f == "--expert") {
+            const std::string v = value();
+            if (v != "heading" && v != "markov")
+                throw persist::ConfigError("--expert " + v + ": expected heading or markov");
+            a.markov = v == "markov";
+        } else if (f == "-h" || f == "--help") {
             std::printf("usage: gridlife_demos --out FILE.jsonl|FILE.csv [--config FILE] [--episodes N] [--seed S] "
-                        "[--noise P] [--record executed|expert]\n");
+                        "[--noise P] [--record executed|expert] [--expert heading|markov]\n"
+                        "       gridlife_demos --evaluate N [--config FILE] [--seed S] [--expert heading|markov]\n");
             std::exit(0);
         } else {
             throw persist::ConfigError("unknown argument '" + f + "' (see --help)");
         }
     }
-    if (!a.out) throw persist::ConfigError("--out FILE is required (.jsonl or .csv)");
+    if (!a.out && a.evaluate == 0) throw persist::ConfigError("--out FILE is required (.jsonl or .csv)");
+    if (a.out && a.evaluate > 0) throw persist::ConfigError("--evaluate N writes no file: drop --out");
     return a;
 }
 
@@ -95,7 +113,34 @@ int main(int argc, char** argv) {
         const Args a = parse(argc, argv);
         const auto c = persist::config::load_config(a.config);
         persist::env::GridLife<T> env(persist::config::make_gridlife_config(c));
-        persist::env::GridLifeForager expert(env, a.seed);
+        persist::env::GridLifeForager expert(
+            env, a.seed,
+            a.markov ? persist::env::GridLifeForagerOptions::markov(env) : persist::env::GridLifeForagerOptions{});
+        if (a.evaluate > 0) {  // the expert's survival, nothing written
+            persist::TimeStep<T> ts;
+            Vec<T> act(env.action_dim());
+            double mean = 0;
+            std::int64_t reached = 0, deaths[3] = {0, 0, 0};
+            for (std::int64_t e = 0; e < a.evaluate; ++e) {
+                env.reset(static_cast<std::uint64_t>(e), ts);
+                expert.reset();
+                while (!ts.done()) {
+                    expert.act(env, act);
+                    env.step(act, ts);
+                }
+                mean += double(env.elapsed_steps()) / double(a.evaluate);
+                if (!ts.terminated) ++reached;
+                else if (const Index v = env.last_violation().index; v >= 0 && v < 3) ++deaths[v];
+            }
+            std::printf("gridlife_demos: expert %s, %lld episodes (seeds 0-%lld): mean survival %.1f steps (%.1f %% of the "
+                        "horizon %lld), %.1f %% reach it; deaths energy / temp / integrity %lld / %lld / %lld\n",
+                        a.markov ? "markov" : "heading", static_cast<long long>(a.evaluate),
+                        static_cast<long long>(a.evaluate - 1), mean, 100.0 * mean / double(env.config().horizon),
+                        static_cast<long long>(env.config().horizon), 100.0 * double(reached) / double(a.evaluate),
+                        static_cast<long long>(deaths[0]), static_cast<long long>(deaths[1]),
+                        static_cast<long long>(deaths[2]));
+            return 0;
+        }
         persist::Rng noise(a.seed, 1);
         persist::replay::DemonstrationBuffer<T> demos(env.internal_dim(), env.action_dim(), env.observation_dim());
         std::vector<Vec<T>> xs, as, os;

@@ -134,14 +134,17 @@ private:
     std::vector<std::uint8_t> done_;
 };
 
-/// persist::env::GridLifeForager (the library's memoryless reference policy, reading only o_t
-/// and x) in the act(env, a) / reset() shape measure_survival expects.
+/// persist::env::GridLifeForager (the library's reference policy, reading only o_t and x) in the
+/// act(env, a) / reset() shape measure_survival expects; `markov`: GridLifeForagerOptions::markov.
 class PatchForager {
 public:
-    explicit PatchForager(std::uint64_t seed = 0) : seed_(seed) {}
+    explicit PatchForager(std::uint64_t seed = 0, bool markov = false) : seed_(seed), markov_(markov) {}
     template <class T, class Hook>
     void act(const persist::env::GridLife<T, Hook>& env, persist::Vec<T>& a) {
-        if (!pol_) pol_.emplace(env, seed_);
+        if (!pol_)
+            pol_.emplace(env, seed_,
+                         markov_ ? persist::env::GridLifeForagerOptions::markov(env)
+                                 : persist::env::GridLifeForagerOptions{});
         pol_->act(env, a);
     }
     void reset() {
@@ -150,6 +153,7 @@ public:
 
 private:
     std::uint64_t seed_;
+    bool markov_;
     std::optional<persist::env::GridLifeForager> pol_;
 };
 
