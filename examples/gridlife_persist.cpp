@@ -16,6 +16,7 @@
 //                         [--checkpoint-dir DIR] [--checkpoint-every N]
 //                         [--demonstrations FILE] (and the flags of --help)
 //                         [--eval-episodes N] [--eval-actions deterministic,sampled]
+//                         [--state-estimator gru|none] [--estimator-updates N]
 //                         [--batch-size B] [--gradient-steps G]
 //                         [--learning-starts N] [--hidden H] [--threads N] [--quiet]
 //
@@ -25,6 +26,11 @@
 // (docs/shield.md). Its rollouts are checked against V_psi, or against the constraint set itself
 // with viability.shield.check = constraints (--shield-check). Other shield kinds and train.algo other than SAC are errors, never silent
 // substitutions.
+// With partial_observability.enabled (x hidden from the observation) the policy acts on
+// [o; x_hat], x_hat from a GRU state estimator the agent trains on replay sequences
+// (state_estimator: section of the config; models/state_estimator.hpp); --state-estimator none
+// makes it act on o alone; --estimator-updates N (default 4) estimator updates per update round.
+// state_estimator.type ekf is not implemented (an error).
 // Budget adaptations (printed at start): --steps defaults to 40000 (the config's
 // train.total_steps is a full-length run), and the replay capacity is capped at the step
 // budget (a capacity above the number of steps only costs memory).
@@ -85,6 +91,8 @@ struct Args {
     std::optional<std::string> metrics;
     std::optional<std::string> intrinsic;
     std::optional<std::string> shield;
+    std::optional<std::string> state_estimator;  ///< gru | none: overrides state_estimator.type
+    std::int64_t estimator_updates = 4;          ///< AgentOptions::estimator_updates
     std::int64_t shield_warmup = 500;
     bool shield_warmup_given = false;
     std::optional<std::string> safety_network;     ///< on | off: overrides safety_network.enabled
@@ -164,6 +172,12 @@ Args parse(int argc, char** argv) {
         else if (f == "--save") a.save = value();
         else if (f == "--eval-episodes") a.eval_episodes = parse_int(f, value(), 0);
         else if (f == "--eval-actions") a.eval_actions = parse_eval_actions(f, value());
+        else if (f == "--estimator-updates") a.estimator_updates = parse_int(f, value(), 1);
+        else if (f == "--state-estimator") {
+            a.state_estimator = value();
+            if (*a.state_estimator != "gru" && *a.state_estimator != "none")
+                throw persist::ConfigError("--state-estimator " + *a.state_estimator + ": expected gru or none");
+        }
         else if (f == "--resume") a.resume = value();
         else if (f == "--checkpoint-dir") a.checkpoint_dir = value();
         else if (f == "--checkpoint-every") a.checkpoint_every = parse_int(f, value(), 0);
@@ -193,6 +207,7 @@ Args parse(int argc, char** argv) {
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--checkpoint-dir DIR] [--checkpoint-every N]\n"
                         "                        [--eval-episodes N] [--eval-actions deterministic,sampled]\n"
+                        "                        [--state-estimator gru|none] [--estimator-updates N]\n"
                         "                        [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--threads N] [--quiet]\n");
             std::exit(0);
@@ -359,20 +374,36 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
         }  // anything else: PersistAgent::load reports the difference
     }
     opt.policy_sees_internal = !c.partial_observability.enabled;
+    // x hidden: the policy acts on [o; x_hat] from the GRU state estimator (seed: state_estimator),
+    // unless --state-estimator none (then on [o] alone).
+    opt.estimate_internal = c.partial_observability.enabled && a.state_estimator.value_or("gru") == "gru";
+    opt.estimator_updates = static_cast<Index>(a.estimator_updates);
     opt.near_boundary_capacity = c.viability.near_boundary_buffer.capacity;
     opt.near_boundary_epsilon = c.viability.near_boundary_buffer.epsilon;
     opt.recovery_epsilon = c.metrics.recovery_epsilon;
     opt.recovery_horizon = c.metrics.recovery_horizon;
     opt.seed = seed;
-    if (!opt.policy_sees_internal) {  // the policy sees [o] only: rebuild SAC without x
+    if (!opt.policy_sees_internal && !opt.estimate_internal) {  // the policy sees [o] only: rebuild SAC without x
         sac = persist::agents::SAC<T>(env.observation_dim(), 0, env.action_low(), env.action_high(), so);
     }
 
-    if (demonstrations_for_policy(c, a, env, opt.policy_sees_internal, sac, seed))
+    if (demonstrations_for_policy(c, a, env, opt.policy_sees_internal || opt.estimate_internal, sac, seed))
         opt.random_actions_before_learning = false;  // the pre-trained policy acts from the first step
 
     Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
     if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
+    if (opt.estimate_internal) {
+        const auto& se = c.state_estimator;
+        agent.set_state_estimator(persist::models::GruStateEstimator<T>(
+            {.obs_dim = agent.env().observation_dim(),
+             .state_dim = agent.env().internal_dim(),
+             .hidden = static_cast<Index>(se.hidden_size),
+             .sequence_length = static_cast<Index>(se.sequence_length),
+             .burn_in = static_cast<Index>(se.burn_in),
+             .lr = se.lr,
+             .batch_size = static_cast<Index>(se.batch_size),
+             .seed = seed + 29}));
+    }
     if (resume_path) {  // after the curriculum is installed, before training
         agent.load(*resume_path);  // same config, seed and flags required; CheckpointError names any difference
         std::printf("resumed from %s at step %lld\n", resume_path->c_str(), static_cast<long long>(agent.total_steps()));
@@ -417,6 +448,16 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     std::printf("  constraints:");
     for (const auto& s : cn) std::printf(" \"%s\"", s.c_str());
     std::printf("\n");
+    if (opt.estimate_internal)
+        std::printf("  state estimator: GRU, hidden %lld, sequences of %lld (burn-in %lld), %lld per update, %lld "
+                    "updates per round, lr %g; the policy acts on [o; x_hat]\n",
+                    static_cast<long long>(c.state_estimator.hidden_size),
+                    static_cast<long long>(c.state_estimator.sequence_length),
+                    static_cast<long long>(c.state_estimator.burn_in),
+                    static_cast<long long>(c.state_estimator.batch_size),
+                    static_cast<long long>(opt.estimator_updates), c.state_estimator.lr);
+    else if (c.partial_observability.enabled)
+        std::printf("  state estimator: none (--state-estimator none); the policy acts on o alone\n");
     if (gcfg.partial_observability || gcfg.observation_noise_std > 0.0 || gcfg.observation_dropout > 0.0)
         std::printf("  observations: x %s, noise std %g, dropout %g (partial_observability)\n",
                     gcfg.partial_observability ? "hidden" : "observed", gcfg.observation_noise_std,
@@ -457,6 +498,9 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
         std::printf(" %s %lld", vn[j].c_str(), static_cast<long long>(s.violations_per_variable[j]));
     std::printf("\n  satisfaction per variable");
     for (std::size_t j = 0; j < vn.size(); ++j) std::printf(" %s %.3f", vn[j].c_str(), s.variable_satisfaction[j]);
+    if (const auto* est = agent.state_estimator())
+        std::printf("\n  state estimator          last loss %.5f (MSE of x_hat, %lld observations this episode)",
+                    agent.state_estimator_loss(), static_cast<long long>(est->observed()));
     std::printf("\n  recovery rate            %.3f (%lld near-boundary states)\n", s.recovery_rate,
                 static_cast<long long>(s.near_boundary));
     std::printf("  mean return              task %.2f, total %.2f; mean r_intr %.4f\n", s.mean_return_task,
@@ -686,10 +730,14 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("env.name = \"" + c.env.name + "\": this example runs GridLife-v0 only");
         if (c.train.algo != cfgns::Algo::SAC)
             throw persist::ConfigError("train.algo: only SAC is implemented (PPO and TD3 are not yet)");
-        if (c.partial_observability.enabled)
-            std::printf("note: partial_observability.enabled: the policy acts on o alone; state_estimator (%s) is "
-                        "validated but not implemented yet, so no belief over x is learned\n",
-                        c.state_estimator.type == cfgns::EstimatorKind::gru ? "gru" : "ekf");
+        if (c.partial_observability.enabled && c.state_estimator.type == cfgns::EstimatorKind::ekf &&
+            a.state_estimator.value_or("") != "none")
+            throw persist::ConfigError(
+                "state_estimator.type = ekf: only the GRU estimator is implemented (set type: gru, or run with "
+                "--state-estimator none to act on o alone)");
+        if (c.partial_observability.enabled && a.state_estimator.value_or("gru") == "gru")
+            std::printf("note: partial_observability.enabled: x is hidden from the policy, which acts on the GRU state "
+                        "estimator's x_hat (state_estimator)\n");
         const auto kind = resolve_intrinsic(c, a);
         if (a.intrinsic && c.rewards.intrinsic != kind)
             std::printf("note: --intrinsic %s overrides rewards.intrinsic = \"%s\" of the config\n", intrinsic_name(kind),

@@ -23,6 +23,7 @@
 #include "persist/nn/categorical.hpp"
 #include "persist/nn/detail.hpp"
 #include "persist/nn/diag_gaussian.hpp"
+#include "persist/nn/gru.hpp"
 #include "persist/nn/heads.hpp"
 #include "persist/nn/init.hpp"
 #include "persist/nn/layer.hpp"
@@ -70,6 +71,7 @@
 #include "persist/viability/approximator.hpp"
 #include "persist/models/gaussian_ensemble.hpp"
 #include "persist/models/known_dynamics.hpp"
+#include "persist/models/state_estimator.hpp"
 #include "persist/models/models.hpp"
 
 // replay: ring and near-boundary replay buffers

@@ -4,11 +4,17 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <unistd.h>
+#include <vector>
 
 #include <persist/agents/sac.hpp>
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/models/state_estimator.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/persist_agent.hpp>
 
@@ -179,4 +185,114 @@ TEST_CASE("evaluate_episode: sampled actions are reproducible per seed and leave
     b.replay().gather(idx, bb);
     CHECK(ba.action == bb.action);
     CHECK(ba.next_internal == bb.next_internal);
+}
+
+namespace {
+using Estimator = models::GruStateEstimator<float>;
+using EstAgent = train::PersistAgent<Env, agents::SAC<float>, shield::NullShield<float>, intrinsic::NoIntrinsic<float>>;
+
+/// GridLife with x hidden from the observation; the policy sees [o; x_hat] (estimate_internal).
+EstAgent make_estimating(std::uint64_t seed) {
+    Env e(env::GridLifeConfig{.width = 10, .height = 10, .partial_observability = true});
+    auto sac = small_sac(e, seed);  // state_dim = observation_dim + internal_dim: [o; x_hat]
+    auto opt = small_opts(seed);
+    opt.policy_sees_internal = false;
+    opt.estimate_internal = true;
+    opt.estimator_updates = 4;  // as many as gradient steps: a short run
+    return EstAgent(std::move(e), std::move(sac), {}, {}, seed_homeostat(), seed_constraints(), opt);
+}
+Estimator small_estimator(Index obs_dim, std::uint64_t seed) {
+    return Estimator({.obs_dim = obs_dim, .state_dim = 3, .hidden = 16, .sequence_length = 8, .burn_in = 2,
+                      .lr = 3e-3, .batch_size = 8, .seed = seed});
+}
+std::vector<unsigned char> estimator_bytes(const EstAgent& a) {
+    std::vector<unsigned char> out;
+    const_cast<Estimator*>(a.state_estimator())->visit_state([&](persist::TensorRef t) {
+        const auto* p = static_cast<const unsigned char*>(t.data);
+        out.insert(out.end(), p, p + t.bytes());
+    });
+    return out;
+}
+}  // namespace
+
+TEST_CASE("state estimator: the policy acts on [o; x_hat], the estimator trains on the replay's sequences",
+          "[train][gridlife][state_estimator]") {
+    auto agent = make_estimating(5);
+    const Index O = agent.env().observation_dim();
+    agent.set_state_estimator(small_estimator(O, 1));
+    REQUIRE(agent.policy_state_dim() == O + 3);
+    CHECK(std::isnan(agent.state_estimator_loss()));
+    double first = std::numeric_limits<double>::quiet_NaN();
+    for (int i = 0; i < 4000; ++i) {
+        const auto r = agent.step();
+        if (std::isnan(first) && r.updates > 0) first = agent.state_estimator_loss();
+        if (!agent.in_episode()) continue;
+        // the policy reads the observation and the estimator's x_hat, never x itself
+        const auto s = agent.policy_state();
+        REQUIRE(s.head(O) == agent.state().head(O));
+        REQUIRE(s.tail(3) == agent.state_estimator()->estimate());
+    }
+    const double last = agent.state_estimator_loss();
+    INFO("estimator loss at the first update " << first << ", after 4000 steps " << last);
+    REQUIRE(std::isfinite(first));
+    CHECK(last < 0.5 * first);
+    // On windows of the replay (what it trains on), x_hat explains a good part of the variance of
+    // every variable: the GRU reads x off the history of observations (heat underfoot, food and
+    // stations passed), which no single o_t shows.
+    replay::SequenceBatch<float> sb;
+    Rng r(5);
+    agent.replay().sample_sequences(256, 8, r, sb);
+    Estimator copy = *agent.state_estimator();
+    const Mat<float> xs = sb.steps.internal.rightCols(6 * 256);
+    const Mat<float> err = copy.predict(sb.steps.observation, 8).rightCols(6 * 256) - xs;
+    const Vec<float> mean = xs.rowwise().mean();
+    for (Index j = 0; j < 3; ++j) {
+        const double mse = err.row(j).squaredNorm() / (6 * 256);
+        const double var = (xs.row(j).array() - mean[j]).square().mean();
+        INFO("variable " << j << ": MSE of x_hat " << mse << ", variance of x " << var);
+        CHECK(mse < 0.75 * var);
+    }
+}
+
+TEST_CASE("state estimator: checkpoint resumes exactly; bad set-ups are named", "[train][gridlife][state_estimator]") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("persist_est_agent_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    auto a = make_estimating(7);
+    const Index O = a.env().observation_dim();
+    a.set_state_estimator(small_estimator(O, 2));
+    a.train(700);
+    a.save(dir / "a.ckpt");
+    auto b = make_estimating(7);
+    b.set_state_estimator(small_estimator(O, 99));  // other weights: the checkpoint replaces them
+    b.load(dir / "a.ckpt");
+    REQUIRE(estimator_bytes(b) == estimator_bytes(a));
+    for (int i = 0; i < 500; ++i) {
+        a.step();
+        b.step();
+    }
+    CHECK(estimator_bytes(b) == estimator_bytes(a));
+    CHECK(b.policy().actor().params() == a.policy().actor().params());
+    CHECK(Vec<float>(b.policy_state()) == Vec<float>(a.policy_state()));
+    // an agent without the estimator does not load it
+    auto c = make_estimating(7);
+    CHECK_THROWS_AS(c.load(dir / "a.ckpt"), CheckpointError);
+    fs::remove_all(dir);
+
+    // errors
+    CHECK_THROWS_WITH(small_estimator(O, 1).update(Mat<float>(O, 7), Mat<float>(3, 7)),
+                      Catch::Contains("sequence_length = 8"));
+    Env e(env::GridLifeConfig{.width = 10, .height = 10, .partial_observability = true});
+    auto opt = small_opts(1);
+    opt.estimate_internal = true;  // while the policy sees x
+    CHECK_THROWS_WITH((EstAgent(Env(e), small_sac(e, 1), {}, {}, seed_homeostat(), seed_constraints(), opt)),
+                      Catch::Contains("estimate_internal"));
+    auto plain = make(intrinsic::NoIntrinsic<float>{}, 1);
+    CHECK_THROWS_WITH(plain.set_state_estimator(small_estimator(plain.env().observation_dim(), 1)),
+                      Catch::Contains("estimate_internal is false"));
+    auto d = make_estimating(1);
+    CHECK_THROWS_AS(d.set_state_estimator(small_estimator(O + 1, 1)), ShapeError);
+    d.set_state_estimator(small_estimator(O, 1));
+    d.step();
+    CHECK_THROWS_WITH(d.set_state_estimator(small_estimator(O, 1)), Catch::Contains("an episode is running"));
 }

@@ -7,5 +7,6 @@
 /// is pre-trained from (replay/demonstrations.hpp).
 #include "persist/models/gaussian_ensemble.hpp"
 #include "persist/models/known_dynamics.hpp"
+#include "persist/models/state_estimator.hpp"
 #include "persist/replay/demonstrations.hpp"
 #include "persist/viability/approximator.hpp"

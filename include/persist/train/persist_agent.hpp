@@ -3,7 +3,8 @@
 /// PersistAgent: the PERSIST training loop (seed section 3) composed from policy-based parts.
 /// Each environment step:
 ///
-///     s       = [o; x]                  (the policy sees [o] only when policy_sees_internal = false)
+///     s       = [o; x]                  (the policy sees [o] only when policy_sees_internal = false,
+///                                        [o; x_hat] with estimate_internal and a state estimator)
 ///     a       = policy.act(s)           (uniform in the action box before learning_starts)
 ///     a_safe  = shield.project(a, o, x)
 ///     o', x', r_task, terminated, truncated = env.step(a_safe)
@@ -14,6 +15,7 @@
 ///     replay.add(o, x, a_safe, r_total, o', x', terminated, truncated; r_task, r_homeo, r_intr, m)
 ///     near_boundary.offer(x', m)
 ///     every update_every steps (once steps >= learning_starts and the replay holds a batch):
+///         with a state estimator: estimator_updates estimator updates on replay sequences;
 ///         gradient_steps times: batch ~ replay; intrinsic.update(batch) (k-step intrinsics:
 ///             also one sequence update from the replay); shield.update(batch, near_boundary)
 ///             when the shield learns (shield::LearnedShield); policy.update(batch)
@@ -52,6 +54,7 @@
 #include "persist/core/state.hpp"
 #include "persist/homeostasis/homeostat.hpp"
 #include "persist/io/checkpoint.hpp"
+#include "persist/models/state_estimator.hpp"
 #include "persist/replay/near_boundary.hpp"
 #include "persist/replay/ring_replay.hpp"
 #include "persist/train/checkpointing.hpp"
@@ -72,6 +75,13 @@ struct AgentOptions {
     bool random_actions_before_learning = true;  ///< uniform actions in the box before learning_starts
     Index replay_capacity = 100'000;     ///< default RingReplay capacity, >= batch_size
     bool policy_sees_internal = true;    ///< s = [o; x]; false: s = [o] (partial observability)
+    /// With policy_sees_internal = false: the policy sees s = [o; x_hat], x_hat from the state
+    /// estimator installed with set_state_estimator (partial observability with a belief over x).
+    bool estimate_internal = false;
+    /// State-estimator updates per update round (each on StateEstimatorOptions::batch_size
+    /// sequences), >= 1. Once per round, not per gradient step: a GRU update over sequences
+    /// costs far more than a SAC step, and x's dynamics do not change with the policy.
+    Index estimator_updates = 1;
     bool sync_env_bounds = true;         ///< push the constraint set's per-variable bounds to env.set_bounds
     Index near_boundary_capacity = 10'000;  ///< >= 1
     double near_boundary_epsilon = 0.05;    ///< band (0, epsilon) of the near-boundary buffer
@@ -82,7 +92,7 @@ struct AgentOptions {
 
 /// AgentOptions as JSON (recorded in agent checkpoints, compared on load).
 inline nlohmann::json to_json(const AgentOptions& o) {
-    return nlohmann::json{{"lambda_homeo", o.lambda_homeo},
+    nlohmann::json j{{"lambda_homeo", o.lambda_homeo},
                           {"lambda_intr", o.lambda_intr},
                           {"batch_size", static_cast<std::int64_t>(o.batch_size)},
                           {"update_every", static_cast<std::int64_t>(o.update_every)},
@@ -97,6 +107,11 @@ inline nlohmann::json to_json(const AgentOptions& o) {
                           {"recovery_epsilon", o.recovery_epsilon},
                           {"recovery_horizon", o.recovery_horizon},
                           {"seed", o.seed}};
+    if (o.estimate_internal) {  // absent when false: older checkpoints load
+        j["estimate_internal"] = true;
+        j["estimator_updates"] = static_cast<std::int64_t>(o.estimator_updates);
+    }
+    return j;
 }
 
 /// What one call of PersistAgent::step did.
@@ -128,6 +143,11 @@ concept LearningShield = requires(S& s, const TransitionBatch<T>& b, const repla
 };
 /// An intrinsic estimator trained on k-step sequences (intrinsic::Empowerment with k > 1):
 /// one sequence update from the replay per gradient step.
+/// A replay that samples contiguous sequences (replay::RingReplay): what a state estimator trains on.
+template <class R, class T>
+concept SequenceReplay = requires(const R& r, Index n, Index len, Rng& rng, replay::SequenceBatch<T>& out) {
+    r.sample_sequences(n, len, rng, out);
+};
 template <class I, class R>
 concept SequenceIntrinsic = requires(I& i, R& r, Index n, Rng& rng) {
     { i.k() } -> std::convertible_to<Index>;
@@ -217,6 +237,36 @@ public:
         curriculum_.emplace(std::move(c));
         update_lambdas();
     }
+    /// Install the belief over x the policy acts on (AgentOptions::estimate_internal): from the
+    /// next episode, s = [o; x_hat] with x_hat = estimator.observe(o_t) (reset at every episode
+    /// start), and in every update round AgentOptions::estimator_updates estimator updates on
+    /// options().batch_size sequences
+    /// of sequence_length steps sampled from the replay with their true x (models/
+    /// state_estimator.hpp). The policy and the critics still train on the replay's true x
+    /// (certainty equivalence: the estimate stands in for x when acting). Part of checkpoints;
+    /// install it before load(). Between episodes only.
+    void set_state_estimator(models::GruStateEstimator<T> est) {
+        if (!opt_.estimate_internal)
+            throw ConfigError("PersistAgent::set_state_estimator: AgentOptions.estimate_internal is false (the "
+                              "policy would not read the estimate); set it, with policy_sees_internal = false");
+        if constexpr (!detail::SequenceReplay<Replay, T>)
+            throw ConfigError("PersistAgent::set_state_estimator: the Replay type has no sample_sequences (the "
+                              "estimator trains on sequences; replay::RingReplay has it)");
+        if (est.obs_dim() != O_ || est.state_dim() != X_)
+            throw ShapeError("PersistAgent::set_state_estimator: the estimator maps " + std::to_string(est.obs_dim()) +
+                             " observations to " + std::to_string(est.state_dim()) +
+                             " internal variables, the environment has " + std::to_string(O_) + " and " +
+                             std::to_string(X_));
+        if (in_episode_)
+            throw Error("PersistAgent::set_state_estimator: an episode is running; install it before the first "
+                        "step or between episodes");
+        est_.emplace(std::move(est));
+        sp_.setZero(O_ + X_);
+    }
+    const models::GruStateEstimator<T>* state_estimator() const { return est_ ? &*est_ : nullptr; }
+    /// The loss of the last estimator update (NaN before the first).
+    double state_estimator_loss() const { return est_loss_; }
+
     void clear_curriculum() { curriculum_.reset(); lambda_h_ = T(opt_.lambda_homeo); lambda_i_ = T(opt_.lambda_intr); }
     /// Called with each finished episode's metrics (e.g. to write JSON lines).
     void on_episode_end(EpisodeCallback cb) { on_episode_ = std::move(cb); }
@@ -233,7 +283,7 @@ public:
         if (steps_ < opt_.learning_starts && opt_.random_actions_before_learning) {
             for (Index i = 0; i < A_; ++i) a_[i] = low_[i] + (high_[i] - low_[i]) * rng_.template uniform<T>();
         } else {
-            policy_.act(s_.head(policy_state_dim_), a_, rng_);
+            policy_.act(policy_input(), a_, rng_);
         }
         res.shield = shield_.project(a_, o_, x_, a_safe_);
         // 3. environment.
@@ -257,6 +307,8 @@ public:
         ++steps_;
         // 6. learn.
         if (steps_ >= opt_.learning_starts && steps_ % opt_.update_every == 0 && replay_.size() >= opt_.batch_size) {
+            if (est_)
+                for (Index k = 0; k < opt_.estimator_updates; ++k) update_estimator();
             for (Index g = 0; g < gradient_steps_; ++g) {
                 replay_.sample(opt_.batch_size, rng_, batch_);
                 intrinsic_.update(batch_);
@@ -320,14 +372,15 @@ public:
         env_.reset(seed, ts_);
         o_ = ts_.observation;
         x_ = ts_.internal;
+        if (est_) est_->reset();
         fill_state();
         double ret = 0;
         std::int64_t len = 0;
         while (true) {
             if (actions == EvalActions::sampled)
-                policy_.act(s_.head(policy_state_dim_), a_, eval_rng);
+                policy_.act(policy_input(), a_, eval_rng);
             else
-                policy_.act_deterministic(s_.head(policy_state_dim_), a_);
+                policy_.act_deterministic(policy_input(), a_);
             shield_.project(a_, o_, x_, a_safe_);
             env_.step(a_safe_, ts_);
             ret += double(ts_.reward);
@@ -366,6 +419,8 @@ public:
     /// s = [o; x] of the current step (the policy reads its first policy_state_dim() rows).
     const Vec<T>& state() const { return s_; }
     Index policy_state_dim() const { return policy_state_dim_; }
+    /// What the policy reads this step: [o; x], [o], or [o; x_hat] with a state estimator.
+    VecCRef<T> policy_state() const { return policy_input(); }
     bool in_episode() const { return in_episode_ != 0; }
     /// Gradient steps per update round (options().gradient_steps, or update_every when 0).
     Index gradient_steps() const { return gradient_steps_; }
@@ -393,6 +448,7 @@ public:
         visit_nested(homeo_, "homeostat", v);
         visit_nested(replay_, "replay", v);
         if (near_) visit_nested(*near_, "near_boundary", v);
+        if (est_) visit_nested(*est_, "state_estimator", v);
         visit_nested(metrics_, "metrics", v);
         if constexpr (Stateful<Env>) visit_nested(env_, "env", v);
         v(state_tensor("steps", &steps_, {}));
@@ -427,6 +483,9 @@ public:
                      {"policy_state", static_cast<std::int64_t>(policy_state_dim_)}};
         d["options"] = to_json(opt_);
         d["curriculum"] = curriculum_ ? describe_curriculum(*curriculum_) : nlohmann::json(nullptr);
+        if (est_)
+            d["state_estimator"] = {{"hidden", static_cast<std::int64_t>(est_->options().hidden)},
+                                    {"sequence_length", static_cast<std::int64_t>(est_->options().sequence_length)}};
         d["env_state"] = Stateful<Env>;
         return d;
     }
@@ -492,6 +551,10 @@ private:
         rng_.set_position(rng_pos_);
         episode_rng_ = Rng(rng_seed_, kEpisodeStream);
         episode_rng_.set_position(episode_rng_pos_);
+        if (est_) {  // the policy's input from the restored observation and estimate
+            sp_.head(O_) = o_;
+            sp_.tail(X_) = est_->estimate();
+        }
         if (K_ > 0 && !same_constants(constraints_, constants_)) {
             if (same_constants(base_constraints_, constants_)) {
                 constraints_ = base_constraints_;
@@ -546,12 +609,14 @@ private:
         if (homeo_.dim() != X_)
             throw ShapeError("PersistAgent: homeostat.dim() = " + std::to_string(homeo_.dim()) +
                              ", the environment has internal_dim() = " + std::to_string(X_));
-        policy_state_dim_ = opt_.policy_sees_internal ? O_ + X_ : O_;
+        policy_state_dim_ = opt_.policy_sees_internal || opt_.estimate_internal ? O_ + X_ : O_;
         if (static_cast<Index>(policy_.state_dim()) != policy_state_dim_)
             throw ShapeError("PersistAgent: policy.state_dim() = " + std::to_string(policy_.state_dim()) +
                              ", expected " + std::to_string(policy_state_dim_) +
-                             (opt_.policy_sees_internal ? " = observation_dim + internal_dim (s = [o; x])"
-                                                        : " = observation_dim (policy_sees_internal = false)"));
+                             (opt_.policy_sees_internal  ? " = observation_dim + internal_dim (s = [o; x])"
+                              : opt_.estimate_internal ? " = observation_dim + internal_dim (s = [o; x_hat], "
+                                                         "estimate_internal)"
+                                                       : " = observation_dim (policy_sees_internal = false)"));
         if (static_cast<Index>(policy_.action_dim()) != A_)
             throw ShapeError("PersistAgent: policy.action_dim() = " + std::to_string(policy_.action_dim()) +
                              ", the environment has action_dim() = " + std::to_string(A_));
@@ -598,6 +663,9 @@ private:
         if (o.update_every < 1) bad("update_every", std::to_string(o.update_every), ">= 1");
         if (o.gradient_steps < 0) bad("gradient_steps", std::to_string(o.gradient_steps), ">= 0 (0 = update_every)");
         if (o.learning_starts < 0) bad("learning_starts", std::to_string(o.learning_starts), ">= 0");
+        if (o.estimator_updates < 1) bad("estimator_updates", std::to_string(o.estimator_updates), ">= 1");
+        if (o.estimate_internal && o.policy_sees_internal)
+            bad("estimate_internal", "true", "false while policy_sees_internal is true (the policy sees x itself)");
         if (o.replay_capacity < o.batch_size)
             bad("replay_capacity", std::to_string(o.replay_capacity), "at least batch_size");
         if (o.near_boundary_capacity < 1) bad("near_boundary_capacity", std::to_string(o.near_boundary_capacity), ">= 1");
@@ -635,6 +703,7 @@ private:
         env_.reset(seed, ts_);
         o_ = ts_.observation;
         x_ = ts_.internal;
+        if (est_) est_->reset();
         fill_state();
         metrics_.begin_episode(episodes_, steps_);
         in_episode_ = true;
@@ -643,6 +712,27 @@ private:
     void fill_state() {
         if (O_ > 0) s_.head(O_) = o_;
         if (X_ > 0) s_.tail(X_) = x_;
+        if (est_) {  // x_hat after o_t (the estimator's online step), in the policy's input
+            const Vec<T>& xh = est_->observe(o_);
+            sp_.head(O_) = o_;
+            sp_.tail(X_) = xh;
+        }
+    }
+
+    /// What the policy reads: [o; x] or [o] (the head of s_), or [o; x_hat].
+    VecCRef<T> policy_input() const {
+        if (est_) return sp_;
+        return s_.head(policy_state_dim_);
+    }
+
+    /// One estimator step on sequences from the replay (time-major, within one episode).
+    void update_estimator() {
+        if constexpr (detail::SequenceReplay<Replay, T>) {
+            const Index L = est_->options().sequence_length;
+            if (replay_.size() < L) return;
+            replay_.sample_sequences(est_->options().batch_size, L, rng_, est_seq_);
+            est_loss_ = static_cast<double>(est_->update(est_seq_.steps.observation, est_seq_.steps.internal));
+        }
     }
 
     Env env_;
@@ -664,6 +754,10 @@ private:
     bool resync_ = false;   ///< visit_state ran: rebuild derived state before the next step
     Index O_ = 0, X_ = 0, A_ = 0, K_ = 0, policy_state_dim_ = 0, gradient_steps_ = 1;
     Vec<T> low_, high_, o_, x_, s_, a_, a_safe_, margins_, r_intr_buf_;
+    Vec<T> sp_;  ///< [o; x_hat] with a state estimator
+    std::optional<models::GruStateEstimator<T>> est_;
+    replay::SequenceBatch<T> est_seq_;
+    double est_loss_ = std::numeric_limits<double>::quiet_NaN();
     TimeStep<T> ts_;
     TransitionBatch<T> batch_;
     T lambda_h_ = T(0), lambda_i_ = T(0);
