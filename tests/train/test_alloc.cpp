@@ -9,6 +9,7 @@
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/models/state_estimator.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/persist_agent.hpp>
 
@@ -22,8 +23,8 @@ using namespace persist;
 namespace {
 using Env = env::GridLife<float>;
 template <class Intr>
-long allocations_after_warmup(Intr intr) {
-    Env e(env::GridLifeConfig{.width = 8, .height = 8});
+long allocations_after_warmup(Intr intr, bool estimator = false) {
+    Env e(env::GridLifeConfig{.width = 8, .height = 8, .partial_observability = estimator});
     agents::SACOptions so;
     so.hidden = {16, 16};
     agents::SAC<float> sac(e, so);
@@ -35,7 +36,13 @@ long allocations_after_warmup(Intr intr) {
     train::PersistAgent<Env, agents::SAC<float>, shield::NullShield<float>, Intr> agent(
         std::move(e), std::move(sac), {}, std::move(intr), homeostasis::Homeostat<float>(mu, w), set,
         train::AgentOptions{.batch_size = 16, .update_every = 8, .gradient_steps = 2, .learning_starts = 64,
-                            .replay_capacity = 4096, .seed = 1});
+                            .replay_capacity = 4096, .policy_sees_internal = !estimator,
+                            .estimate_internal = estimator, .seed = 1});
+    if (estimator)  // x hidden: the policy acts on [o; x_hat], the GRU trains every round
+        agent.set_state_estimator(models::GruStateEstimator<float>({.obs_dim = agent.env().observation_dim(),
+                                                                    .state_dim = 3, .hidden = 16,
+                                                                    .sequence_length = 8, .burn_in = 2,
+                                                                    .batch_size = 8}));
     agent.train(400);  // warm-up: resets, updates at batch 16, act at B = 1
     REQUIRE(agent.updates() > 0);
     const auto eps0 = agent.episodes();
@@ -50,6 +57,10 @@ long allocations_after_warmup(Intr intr) {
 
 TEST_CASE("no allocation per step after warm-up (NoIntrinsic)", "[train][alloc]") {
     CHECK(allocations_after_warmup(intrinsic::NoIntrinsic<float>{}) == 0);
+}
+
+TEST_CASE("no allocation per step after warm-up (GRU state estimator, x hidden)", "[train][alloc][state_estimator]") {
+    CHECK(allocations_after_warmup(intrinsic::NoIntrinsic<float>{}, true) == 0);
 }
 
 TEST_CASE("no allocation per step after warm-up (Surprise)", "[train][alloc]") {
