@@ -224,6 +224,31 @@ TEST_CASE("examples/configs/gridlife_demos.yaml is the seed config plus demonstr
     CHECK(cfg::first_difference(demos, expected) == std::nullopt);
 }
 
+TEST_CASE("examples/configs/gridlife_hidden_x.yaml and gridlife_demos_markov.yaml differ from their base as documented",
+          "[config][seed]") {
+    const PersistConfig seed = cfg::load_config(kExamples + "/gridlife.yaml");
+    const PersistConfig hidden = cfg::load_config(kExamples + "/gridlife_hidden_x.yaml");
+    CHECK(hidden.partial_observability.enabled);
+    CHECK(hidden.state_estimator.type == cfg::EstimatorKind::gru);
+    PersistConfig expected = seed;  // the state_estimator section spells out the defaults
+    expected.partial_observability.enabled = true;
+    CHECK(cfg::first_difference(hidden, expected) == std::nullopt);
+
+    const PersistConfig demos = cfg::load_config(kExamples + "/gridlife_demos.yaml");
+    const PersistConfig markov = cfg::load_config(kExamples + "/gridlife_demos_markov.yaml");
+    REQUIRE(markov.env.gridlife.has_value());
+    CHECK(markov.env.gridlife->observe_last_action);
+    CHECK(cfg::make_gridlife_config(markov).observe_last_action);
+    PersistConfig expected_m = demos;
+    expected_m.env.gridlife = markov.env.gridlife;
+    CHECK(cfg::first_difference(*expected_m.env.gridlife, [] {
+              persist::env::GridLifeConfig g;
+              g.observe_last_action = true;
+              return g;
+          }()) == std::nullopt);
+    CHECK(cfg::first_difference(markov, expected_m) == std::nullopt);
+}
+
 // ------------------------------------------------------------------------------------------
 // Round trips
 // ------------------------------------------------------------------------------------------
