@@ -254,6 +254,47 @@ TEST_CASE("state estimator: the policy acts on [o; x_hat], the estimator trains 
     }
 }
 
+namespace {
+/// Passes actions through and remembers the x it was asked about.
+struct RecordingShield {
+    using scalar_type = float;
+    Vec<float> last_x;
+    ShieldDecision<float> project(VecCRef<float> a, VecCRef<float>, VecCRef<float> x, VecRef<float> a_safe) {
+        last_x = x;
+        a_safe = a;
+        return {};
+    }
+    template <class V>
+    void visit_state(V&&) {}
+};
+static_assert(persist::Shield<RecordingShield>);
+}  // namespace
+
+TEST_CASE("state estimator: the shield checks from x_hat, not from the hidden x", "[train][gridlife][state_estimator]") {
+    Env e(env::GridLifeConfig{.width = 10, .height = 10, .partial_observability = true});
+    const Index O = e.observation_dim();
+    auto sac = small_sac(e, 3);
+    auto opt = small_opts(3);
+    opt.policy_sees_internal = false;
+    opt.estimate_internal = true;
+    train::PersistAgent<Env, agents::SAC<float>, RecordingShield, intrinsic::NoIntrinsic<float>> agent(
+        std::move(e), std::move(sac), {}, {}, seed_homeostat(), seed_constraints(), opt);
+    agent.set_state_estimator(small_estimator(O, 4));
+    int differs = 0;
+    for (int i = 0; i < 600; ++i) {
+        const bool fresh = !agent.in_episode();
+        const Vec<float> x_hat = agent.state_estimator()->estimate(), x = agent.state().tail(3);
+        agent.step();
+        if (fresh) continue;  // the episode's first estimate is made inside step()
+        REQUIRE(agent.shield().last_x == x_hat);
+        differs += agent.shield().last_x != x;
+    }
+    CHECK(differs > 500);  // x_hat is an estimate: it is never exactly x
+    std::int64_t len = 0;
+    agent.evaluate_episode(11, &len);
+    CHECK(agent.shield().last_x == agent.state_estimator()->estimate());
+}
+
 TEST_CASE("state estimator: checkpoint resumes exactly; bad set-ups are named", "[train][gridlife][state_estimator]") {
     namespace fs = std::filesystem;
     const fs::path dir = fs::temp_directory_path() / ("persist_est_agent_" + std::to_string(::getpid()));

@@ -6,7 +6,7 @@
 ///     s       = [o; x]                  (the policy sees [o] only when policy_sees_internal = false,
 ///                                        [o; x_hat] with estimate_internal and a state estimator)
 ///     a       = policy.act(s)           (uniform in the action box before learning_starts)
-///     a_safe  = shield.project(a, o, x)
+///     a_safe  = shield.project(a, o, x)   (x_hat with a state estimator)
 ///     o', x', r_task, terminated, truncated = env.step(a_safe)
 ///     r_homeo = homeostat.reward(x')
 ///     r_intr  = intrinsic.reward([o; x], a_safe, o')
@@ -285,7 +285,7 @@ public:
         } else {
             policy_.act(policy_input(), a_, rng_);
         }
-        res.shield = shield_.project(a_, o_, x_, a_safe_);
+        res.shield = shield_.project(a_, o_, shield_internal(), a_safe_);
         // 3. environment.
         env_.step(a_safe_, ts_);
         // 4. rewards.
@@ -381,7 +381,7 @@ public:
                 policy_.act(policy_input(), a_, eval_rng);
             else
                 policy_.act_deterministic(policy_input(), a_);
-            shield_.project(a_, o_, x_, a_safe_);
+            shield_.project(a_, o_, shield_internal(), a_safe_);
             env_.step(a_safe_, ts_);
             ret += double(ts_.reward);
             ++len;
@@ -717,6 +717,13 @@ private:
             sp_.head(O_) = o_;
             sp_.tail(X_) = xh;
         }
+    }
+
+    /// The x the shield checks from: x, or x_hat with a state estimator (x is not observed then;
+    /// the shield's models still train on the replay's true x, like the policy).
+    VecCRef<T> shield_internal() const {
+        if (est_) return sp_.tail(X_);
+        return x_;
     }
 
     /// What the policy reads: [o; x] or [o] (the head of s_), or [o; x_hat].
