@@ -16,7 +16,7 @@
 //                         [--checkpoint-dir DIR] [--checkpoint-every N]
 //                         [--demonstrations FILE] (and the flags of --help)
 //                         [--eval-episodes N] [--eval-actions deterministic,sampled]
-//                         [--state-estimator gru|none] [--estimator-updates N]
+//                         [--state-estimator gru|ekf|none] [--estimator-updates N]
 //                         [--batch-size B] [--gradient-steps G]
 //                         [--learning-starts N] [--hidden H] [--threads N] [--quiet]
 //
@@ -27,10 +27,12 @@
 // with viability.shield.check = constraints (--shield-check). Other shield kinds and train.algo other than SAC are errors, never silent
 // substitutions.
 // With partial_observability.enabled (x hidden from the observation) the policy acts on
-// [o; x_hat], x_hat from a GRU state estimator the agent trains on replay sequences
-// (state_estimator: section of the config; models/state_estimator.hpp); --state-estimator none
-// makes it act on o alone; --estimator-updates N (default 4) estimator updates per update round.
-// state_estimator.type ekf is not implemented (an error).
+// [o; x_hat], x_hat from the state estimator of state_estimator.type (or --state-estimator):
+// gru, a GRU the agent trains on replay sequences (models/state_estimator.hpp;
+// --estimator-updates N, default 4, updates per update round), or ekf, an extended Kalman
+// filter on GridLife's known internal dynamics from the prior x_0 ~ initial_internal +- initial_noise
+// (models/kalman_filter.hpp; with sensor noise or dropout an error: its model would read a
+// corrupted tile and nothing corrects it); --state-estimator none makes the policy act on o alone.
 // Budget adaptations (printed at start): --steps defaults to 40000 (the config's
 // train.total_steps is a full-length run), and the replay capacity is capped at the step
 // budget (a capacity above the number of steps only costs memory).
@@ -55,6 +57,8 @@
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
 #include <persist/io/checkpoint.hpp>
+#include <persist/models/kalman_filter.hpp>
+#include <persist/models/known_dynamics.hpp>
 #include <persist/parallel/gridlife_rollout.hpp>
 #include <persist/replay/demonstrations.hpp>
 #include <persist/shield/amortized_shield.hpp>
@@ -91,7 +95,7 @@ struct Args {
     std::optional<std::string> metrics;
     std::optional<std::string> intrinsic;
     std::optional<std::string> shield;
-    std::optional<std::string> state_estimator;  ///< gru | none: overrides state_estimator.type
+    std::optional<std::string> state_estimator;  ///< gru | ekf | none: overrides state_estimator.type
     std::int64_t estimator_updates = 4;          ///< AgentOptions::estimator_updates
     std::int64_t shield_warmup = 500;
     bool shield_warmup_given = false;
@@ -175,8 +179,8 @@ Args parse(int argc, char** argv) {
         else if (f == "--estimator-updates") a.estimator_updates = parse_int(f, value(), 1);
         else if (f == "--state-estimator") {
             a.state_estimator = value();
-            if (*a.state_estimator != "gru" && *a.state_estimator != "none")
-                throw persist::ConfigError("--state-estimator " + *a.state_estimator + ": expected gru or none");
+            if (*a.state_estimator != "gru" && *a.state_estimator != "ekf" && *a.state_estimator != "none")
+                throw persist::ConfigError("--state-estimator " + *a.state_estimator + ": expected gru, ekf or none");
         }
         else if (f == "--resume") a.resume = value();
         else if (f == "--checkpoint-dir") a.checkpoint_dir = value();
@@ -207,7 +211,7 @@ Args parse(int argc, char** argv) {
                         "                        [--save FILE] [--resume FILE|DIR]\n"
                         "                        [--checkpoint-dir DIR] [--checkpoint-every N]\n"
                         "                        [--eval-episodes N] [--eval-actions deterministic,sampled]\n"
-                        "                        [--state-estimator gru|none] [--estimator-updates N]\n"
+                        "                        [--state-estimator gru|ekf|none] [--estimator-updates N]\n"
                         "                        [--batch-size B] [--gradient-steps G]\n"
                         "                        [--learning-starts N] [--hidden H] [--threads N] [--quiet]\n");
             std::exit(0);
@@ -301,6 +305,12 @@ bool demonstrations_for_policy(const cfgns::PersistConfig& c, const Args& a, con
     return true;
 }
 
+/// gru | ekf | none: --state-estimator, else state_estimator.type of the config.
+std::string estimator_kind(const cfgns::PersistConfig& c, const Args& a) {
+    if (a.state_estimator) return *a.state_estimator;
+    return c.state_estimator.type == cfgns::EstimatorKind::ekf ? "ekf" : "gru";
+}
+
 using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
 using Learned = persist::shield::LearnedShield<T, Kinematics>;
 /// viability.shield.check = constraints: rollouts checked against the constraint set itself.
@@ -374,9 +384,10 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
         }  // anything else: PersistAgent::load reports the difference
     }
     opt.policy_sees_internal = !c.partial_observability.enabled;
-    // x hidden: the policy acts on [o; x_hat] from the GRU state estimator (seed: state_estimator),
+    // x hidden: the policy acts on [o; x_hat] from the state estimator (seed: state_estimator),
     // unless --state-estimator none (then on [o] alone).
-    opt.estimate_internal = c.partial_observability.enabled && a.state_estimator.value_or("gru") == "gru";
+    const std::string est_kind = estimator_kind(c, a);
+    opt.estimate_internal = c.partial_observability.enabled && est_kind != "none";
     opt.estimator_updates = static_cast<Index>(a.estimator_updates);
     opt.near_boundary_capacity = c.viability.near_boundary_buffer.capacity;
     opt.near_boundary_epsilon = c.viability.near_boundary_buffer.epsilon;
@@ -390,9 +401,19 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     if (demonstrations_for_policy(c, a, env, opt.policy_sees_internal || opt.estimate_internal, sac, seed))
         opt.random_actions_before_learning = false;  // the pre-trained policy acts from the first step
 
+    const Env model_env(gcfg);  // the EKF's known dynamics (outlives the agent)
     Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
     if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
-    if (opt.estimate_internal) {
+    if (opt.estimate_internal && est_kind == "ekf") {
+        // The prior of GridLife's x_0 = initial_internal + U[-initial_noise, initial_noise]; the
+        // known f is exact (process noise 0); no reading of x (it is hidden).
+        persist::models::KalmanFilterOptions ko;
+        ko.initial_mean.assign(gcfg.initial_internal.begin(), gcfg.initial_internal.end());
+        ko.initial_std = {gcfg.initial_noise / std::sqrt(3.0)};
+        ko.process_std = {0.0};
+        agent.set_state_estimator(persist::models::ExtendedKalmanFilter<persist::models::KnownDynamics<Env>>(
+            persist::models::KnownDynamics<Env>(model_env), model_env.observation_dim(), ko));
+    } else if (opt.estimate_internal) {
         const auto& se = c.state_estimator;
         agent.set_state_estimator(persist::models::GruStateEstimator<T>(
             {.obs_dim = agent.env().observation_dim(),
@@ -448,7 +469,11 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     std::printf("  constraints:");
     for (const auto& s : cn) std::printf(" \"%s\"", s.c_str());
     std::printf("\n");
-    if (opt.estimate_internal)
+    if (opt.estimate_internal && est_kind == "ekf")
+        std::printf("  state estimator: EKF on GridLife's known internal dynamics, prior N(initial_internal, "
+                    "(%g / sqrt 3)^2), no process noise; the policy acts on [o; x_hat]\n",
+                    gcfg.initial_noise);
+    else if (opt.estimate_internal)
         std::printf("  state estimator: GRU, hidden %lld, sequences of %lld (burn-in %lld), %lld per update, %lld "
                     "updates per round, lr %g; the policy acts on [o; x_hat]\n",
                     static_cast<long long>(c.state_estimator.hidden_size),
@@ -498,9 +523,9 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
         std::printf(" %s %lld", vn[j].c_str(), static_cast<long long>(s.violations_per_variable[j]));
     std::printf("\n  satisfaction per variable");
     for (std::size_t j = 0; j < vn.size(); ++j) std::printf(" %s %.3f", vn[j].c_str(), s.variable_satisfaction[j]);
-    if (const auto* est = agent.state_estimator())
-        std::printf("\n  state estimator          last loss %.5f (MSE of x_hat, %lld observations this episode)",
-                    agent.state_estimator_loss(), static_cast<long long>(est->observed()));
+    if (const auto* est = agent.state_estimator(); est && est->trainable())
+        std::printf("\n  state estimator          last loss %.5f (MSE of x_hat on replay sequences)",
+                    agent.state_estimator_loss());
     std::printf("\n  recovery rate            %.3f (%lld near-boundary states)\n", s.recovery_rate,
                 static_cast<long long>(s.near_boundary));
     std::printf("  mean return              task %.2f, total %.2f; mean r_intr %.4f\n", s.mean_return_task,
@@ -730,14 +755,16 @@ int main(int argc, char** argv) {
             throw persist::ConfigError("env.name = \"" + c.env.name + "\": this example runs GridLife-v0 only");
         if (c.train.algo != cfgns::Algo::SAC)
             throw persist::ConfigError("train.algo: only SAC is implemented (PPO and TD3 are not yet)");
-        if (c.partial_observability.enabled && c.state_estimator.type == cfgns::EstimatorKind::ekf &&
-            a.state_estimator.value_or("") != "none")
+        const std::string est_kind = estimator_kind(c, a);
+        if (c.partial_observability.enabled && est_kind == "ekf" &&
+            (c.partial_observability.noise_std > 0.0 || c.partial_observability.dropout_prob > 0.0))
             throw persist::ConfigError(
-                "state_estimator.type = ekf: only the GRU estimator is implemented (set type: gru, or run with "
-                "--state-estimator none to act on o alone)");
-        if (c.partial_observability.enabled && a.state_estimator.value_or("gru") == "gru")
-            std::printf("note: partial_observability.enabled: x is hidden from the policy, which acts on the GRU state "
-                        "estimator's x_hat (state_estimator)\n");
+                "state_estimator.type = ekf with partial_observability.noise_std / dropout_prob > 0: the filter's "
+                "known dynamics read the tile underfoot from the observation, which the sensor corrupts, and x is "
+                "never observed to correct the drift; use state_estimator.type: gru (or --state-estimator gru)");
+        if (c.partial_observability.enabled && est_kind != "none")
+            std::printf("note: partial_observability.enabled: x is hidden from the policy, which acts on the %s state "
+                        "estimator's x_hat (state_estimator)\n", est_kind == "ekf" ? "EKF" : "GRU");
         const auto kind = resolve_intrinsic(c, a);
         if (a.intrinsic && c.rewards.intrinsic != kind)
             std::printf("note: --intrinsic %s overrides rewards.intrinsic = \"%s\" of the config\n", intrinsic_name(kind),

@@ -8,3 +8,5 @@ target_compile_definitions(test_models_demonstrations PRIVATE
     PERSIST_MODELS_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/models/data")
 # operator new replaced (env/alloc_counter.cpp): its own executable.
 persist_add_test(test_models_alloc models/test_alloc.cpp env/alloc_counter.cpp)
+# ExtendedKalmanFilter, AnyStateEstimator and the StateEstimator concepts.
+persist_add_test(test_models_kalman_filter models/test_kalman_filter.cpp)

@@ -9,6 +9,8 @@
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/models/kalman_filter.hpp>
+#include <persist/models/known_dynamics.hpp>
 #include <persist/models/state_estimator.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/persist_agent.hpp>
@@ -22,9 +24,13 @@ using namespace persist;
 
 namespace {
 using Env = env::GridLife<float>;
+enum class Est { none, gru, ekf };
 template <class Intr>
-long allocations_after_warmup(Intr intr, bool estimator = false) {
-    Env e(env::GridLifeConfig{.width = 8, .height = 8, .partial_observability = estimator});
+long allocations_after_warmup(Intr intr, Est kind = Est::none) {
+    const bool estimator = kind != Est::none;
+    const env::GridLifeConfig cfg{.width = 8, .height = 8, .partial_observability = estimator};
+    const Env model_env(cfg);  // the EKF's known dynamics
+    Env e(cfg);
     agents::SACOptions so;
     so.hidden = {16, 16};
     agents::SAC<float> sac(e, so);
@@ -38,7 +44,15 @@ long allocations_after_warmup(Intr intr, bool estimator = false) {
         train::AgentOptions{.batch_size = 16, .update_every = 8, .gradient_steps = 2, .learning_starts = 64,
                             .replay_capacity = 4096, .policy_sees_internal = !estimator,
                             .estimate_internal = estimator, .seed = 1});
-    if (estimator)  // x hidden: the policy acts on [o; x_hat], the GRU trains every round
+    if (kind == Est::ekf) {  // x hidden: the policy acts on [o; x_hat] from the filter
+        models::KalmanFilterOptions ko;
+        ko.initial_mean = {0.7, 0.5, 0.9};
+        ko.initial_std = {0.03};
+        ko.process_std = {0.01};
+        agent.set_state_estimator(models::ExtendedKalmanFilter<models::KnownDynamics<Env>>(
+            models::KnownDynamics<Env>(model_env), model_env.observation_dim(), ko));
+    }
+    if (kind == Est::gru)  // x hidden: the policy acts on [o; x_hat], the GRU trains every round
         agent.set_state_estimator(models::GruStateEstimator<float>({.obs_dim = agent.env().observation_dim(),
                                                                     .state_dim = 3, .hidden = 16,
                                                                     .sequence_length = 8, .burn_in = 2,
@@ -60,7 +74,11 @@ TEST_CASE("no allocation per step after warm-up (NoIntrinsic)", "[train][alloc]"
 }
 
 TEST_CASE("no allocation per step after warm-up (GRU state estimator, x hidden)", "[train][alloc][state_estimator]") {
-    CHECK(allocations_after_warmup(intrinsic::NoIntrinsic<float>{}, true) == 0);
+    CHECK(allocations_after_warmup(intrinsic::NoIntrinsic<float>{}, Est::gru) == 0);
+}
+
+TEST_CASE("no allocation per step after warm-up (EKF state estimator, x hidden)", "[train][alloc][state_estimator]") {
+    CHECK(allocations_after_warmup(intrinsic::NoIntrinsic<float>{}, Est::ekf) == 0);
 }
 
 TEST_CASE("no allocation per step after warm-up (Surprise)", "[train][alloc]") {

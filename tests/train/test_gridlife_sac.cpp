@@ -14,6 +14,8 @@
 #include <persist/env/gridlife.hpp>
 #include <persist/homeostasis/homeostat.hpp>
 #include <persist/intrinsic/intrinsic.hpp>
+#include <persist/models/kalman_filter.hpp>
+#include <persist/models/known_dynamics.hpp>
 #include <persist/models/state_estimator.hpp>
 #include <persist/shield/null_shield.hpp>
 #include <persist/train/persist_agent.hpp>
@@ -207,7 +209,7 @@ Estimator small_estimator(Index obs_dim, std::uint64_t seed) {
 }
 std::vector<unsigned char> estimator_bytes(const EstAgent& a) {
     std::vector<unsigned char> out;
-    const_cast<Estimator*>(a.state_estimator())->visit_state([&](persist::TensorRef t) {
+    const_cast<Estimator*>(a.state_estimator()->target<Estimator>())->visit_state([&](persist::TensorRef t) {
         const auto* p = static_cast<const unsigned char*>(t.data);
         out.insert(out.end(), p, p + t.bytes());
     });
@@ -242,7 +244,8 @@ TEST_CASE("state estimator: the policy acts on [o; x_hat], the estimator trains 
     replay::SequenceBatch<float> sb;
     Rng r(5);
     agent.replay().sample_sequences(256, 8, r, sb);
-    Estimator copy = *agent.state_estimator();
+    REQUIRE(agent.state_estimator()->target<Estimator>() != nullptr);
+    Estimator copy = *agent.state_estimator()->target<Estimator>();
     const Mat<float> xs = sb.steps.internal.rightCols(6 * 256);
     const Mat<float> err = copy.predict(sb.steps.observation, 8).rightCols(6 * 256) - xs;
     const Vec<float> mean = xs.rowwise().mean();
@@ -336,4 +339,66 @@ TEST_CASE("state estimator: checkpoint resumes exactly; bad set-ups are named", 
     d.set_state_estimator(small_estimator(O, 1));
     d.step();
     CHECK_THROWS_WITH(d.set_state_estimator(small_estimator(O, 1)), Catch::Contains("an episode is running"));
+}
+
+TEST_CASE("state estimator: an EKF on the known dynamics with an exact prior gives the policy the hidden x",
+          "[train][gridlife][state_estimator][ekf]") {
+    // x hidden, x_0 known (initial_noise 0): the filter's prediction through GridLife's own f is
+    // x itself, so the policy's [o; x_hat] is [o; x] bitwise, in training, after a checkpoint
+    // round trip, and in evaluation. Nothing trains the filter (its loss stays NaN), and a
+    // non-trainable estimator needs no sequence sampling.
+    namespace fs = std::filesystem;
+    using Ekf = models::ExtendedKalmanFilter<models::KnownDynamics<Env>>;
+    const env::GridLifeConfig cfg{.width = 10, .height = 10, .partial_observability = true, .initial_noise = 0.0};
+    const Env model_env(cfg);  // the filter's model (outlives the agents)
+    models::KalmanFilterOptions ko;
+    ko.initial_mean = {0.7, 0.5, 0.9};
+    ko.initial_std = {0.0};
+    auto make_agent = [&](std::uint64_t seed) {
+        Env e(cfg);
+        auto opt = small_opts(seed);
+        opt.policy_sees_internal = false;
+        opt.estimate_internal = true;
+        EstAgent agent(std::move(e), small_sac(model_env, seed), {}, {}, seed_homeostat(), seed_constraints(), opt);
+        agent.set_state_estimator(Ekf(models::KnownDynamics<Env>(model_env), model_env.observation_dim(), ko));
+        return agent;
+    };
+    auto a = make_agent(4);
+    const Index O = a.env().observation_dim();
+    REQUIRE(a.state_estimator()->target<Ekf>() != nullptr);
+    CHECK_FALSE(a.state_estimator()->trainable());
+    Index checked = 0;
+    for (int i = 0; i < 700; ++i) {
+        a.step();
+        if (!a.in_episode()) continue;
+        REQUIRE(Vec<float>(a.policy_state().tail(3)) == Vec<float>(a.state().tail(3)));
+        REQUIRE(a.policy_state().head(O) == a.state().head(O));
+        ++checked;
+    }
+    CHECK(checked > 600);
+    CHECK(a.updates() > 0);
+    CHECK(std::isnan(a.state_estimator_loss()));
+    CHECK(a.checkpoint_description()["state_estimator"]["type"] == "ekf");
+
+    const fs::path dir = fs::temp_directory_path() / ("persist_ekf_agent_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    a.save(dir / "a.ckpt");
+    auto b = make_agent(4);
+    b.load(dir / "a.ckpt");
+    for (int i = 0; i < 300; ++i) {
+        a.step();
+        b.step();
+        REQUIRE(Vec<float>(b.policy_state()) == Vec<float>(a.policy_state()));
+    }
+    CHECK(b.policy().actor().params() == a.policy().actor().params());
+    // An agent with the GRU estimator does not load an EKF agent's checkpoint (and says so).
+    auto c = make_estimating(4);
+    c.set_state_estimator(small_estimator(O, 1));
+    CHECK_THROWS_AS(c.load(dir / "a.ckpt"), CheckpointError);
+    fs::remove_all(dir);
+
+    std::int64_t len = 0;
+    a.evaluate_episode(21, &len);
+    CHECK(len > 0);
+    CHECK(a.state_estimator()->estimate() == Vec<float>(a.state().tail(3)));  // the last non-terminal x
 }

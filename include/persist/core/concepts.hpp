@@ -206,6 +206,28 @@ concept Policy = HasScalar<P> && Stateful<P> &&
                      p.update(batch);
                  };
 
+/// A belief over x when the policy cannot read it (partial observability, seed section 11):
+/// x_hat_0 from o_0, then x_hat_{t+1} from (o_t, a_t, o_{t+1}); a GRU learned from replay or a
+/// Kalman filter on an internal model (models/state_estimator.hpp, models/kalman_filter.hpp).
+template <class E>
+concept StateEstimator = HasScalar<E> && Stateful<E> &&
+                         requires(E& e, const E& ce, VecCRef<scalar_of<E>> o, VecCRef<scalar_of<E>> a) {
+                             { ce.obs_dim() } -> std::convertible_to<Index>;
+                             { ce.state_dim() } -> std::convertible_to<Index>;
+                             { e.begin_episode(o) } -> std::same_as<const Vec<scalar_of<E>>&>;
+                             { e.step(o, a, o) } -> std::same_as<const Vec<scalar_of<E>>&>;
+                             { ce.estimate() } -> std::same_as<const Vec<scalar_of<E>>&>;
+                         };
+
+/// A StateEstimator that learns from contiguous replay sequences with the true x: `update(obs,
+/// x)` takes N sequences of sequence_length() steps, time-major, and returns the loss.
+template <class E>
+concept TrainableStateEstimator = StateEstimator<E> && requires(E& e, const E& ce, MatCRef<scalar_of<E>> m) {
+    { ce.sequence_length() } -> std::convertible_to<Index>;
+    { ce.batch_size() } -> std::convertible_to<Index>;
+    { e.update(m, m) } -> std::convertible_to<scalar_of<E>>;
+};
+
 /// Stores transitions and samples minibatches into a preallocated TransitionBatch.
 template <class R>
 concept ReplayBuffer = HasScalar<R> && requires(R& r, const R& cr,

@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "persist/core/error.hpp"
 #include "persist/core/random.hpp"
 #include "persist/core/state.hpp"
@@ -107,6 +109,21 @@ public:
         x_hat_ += head_b();
         return x_hat_;
     }
+    /// The persist::StateEstimator protocol: begin_episode(o_0) = reset() + observe(o_0);
+    /// step(o_t, a_t, o_{t+1}) = observe(o_{t+1}) (the GRU reads observations only).
+    const Vec<T>& begin_episode(VecCRef<T> o0) {
+        reset();
+        return observe(o0);
+    }
+    const Vec<T>& step(VecCRef<T>, VecCRef<T>, VecCRef<T> o_next) { return observe(o_next); }
+    Index sequence_length() const noexcept { return opt_.sequence_length; }
+    Index batch_size() const noexcept { return opt_.batch_size; }
+    /// What a checkpoint of an agent with this estimator records about it (compared on load).
+    nlohmann::json describe() const {
+        return {{"hidden", static_cast<std::int64_t>(opt_.hidden)},
+                {"sequence_length", static_cast<std::int64_t>(opt_.sequence_length)}};
+    }
+
     const Vec<T>& estimate() const noexcept { return x_hat_; }
     /// Observations since reset() (the window holds the last min(this, sequence_length)).
     std::int64_t observed() const noexcept { return seen_; }

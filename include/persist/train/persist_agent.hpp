@@ -54,6 +54,7 @@
 #include "persist/core/state.hpp"
 #include "persist/homeostasis/homeostat.hpp"
 #include "persist/io/checkpoint.hpp"
+#include "persist/models/any_state_estimator.hpp"
 #include "persist/models/state_estimator.hpp"
 #include "persist/replay/near_boundary.hpp"
 #include "persist/replay/ring_replay.hpp"
@@ -237,21 +238,27 @@ public:
         curriculum_.emplace(std::move(c));
         update_lambdas();
     }
-    /// Install the belief over x the policy acts on (AgentOptions::estimate_internal): from the
-    /// next episode, s = [o; x_hat] with x_hat = estimator.observe(o_t) (reset at every episode
-    /// start), and in every update round AgentOptions::estimator_updates estimator updates on
-    /// options().batch_size sequences
-    /// of sequence_length steps sampled from the replay with their true x (models/
-    /// state_estimator.hpp). The policy and the critics still train on the replay's true x
-    /// (certainty equivalence: the estimate stands in for x when acting). Part of checkpoints;
-    /// install it before load(). Between episodes only.
-    void set_state_estimator(models::GruStateEstimator<T> est) {
+    /// Install the belief over x the policy acts on (AgentOptions::estimate_internal): any
+    /// persist::StateEstimator of scalar T (models::GruStateEstimator, models::ExtendedKalmanFilter,
+    /// or a user's own). From the next episode, s = [o; x_hat] with x_hat_0 =
+    /// estimator.begin_episode(o_0) and x_hat_{t+1} = estimator.step(o_t, a_t, o_{t+1}) (a_t the
+    /// action the environment executed, after the shield); a TrainableStateEstimator also gets,
+    /// in every update round, AgentOptions::estimator_updates updates on batch_size() sequences
+    /// of sequence_length() steps sampled from the replay with their true x. The policy and the
+    /// critics still train on the replay's true x (certainty equivalence: the estimate stands in
+    /// for x when acting). Part of checkpoints; install it before load(). Between episodes only.
+    template <class E>
+        requires StateEstimator<std::decay_t<E>> && std::same_as<scalar_of<std::decay_t<E>>, T>
+    void set_state_estimator(E&& estimator) {
+        models::AnyStateEstimator<T> est(std::forward<E>(estimator));
         if (!opt_.estimate_internal)
             throw ConfigError("PersistAgent::set_state_estimator: AgentOptions.estimate_internal is false (the "
                               "policy would not read the estimate); set it, with policy_sees_internal = false");
-        if constexpr (!detail::SequenceReplay<Replay, T>)
-            throw ConfigError("PersistAgent::set_state_estimator: the Replay type has no sample_sequences (the "
-                              "estimator trains on sequences; replay::RingReplay has it)");
+        if constexpr (!detail::SequenceReplay<Replay, T>) {
+            if (est.trainable())
+                throw ConfigError("PersistAgent::set_state_estimator: the Replay type has no sample_sequences (the "
+                                  "estimator trains on sequences; replay::RingReplay has it)");
+        }
         if (est.obs_dim() != O_ || est.state_dim() != X_)
             throw ShapeError("PersistAgent::set_state_estimator: the estimator maps " + std::to_string(est.obs_dim()) +
                              " observations to " + std::to_string(est.state_dim()) +
@@ -263,7 +270,9 @@ public:
         est_.emplace(std::move(est));
         sp_.setZero(O_ + X_);
     }
-    const models::GruStateEstimator<T>* state_estimator() const { return est_ ? &*est_ : nullptr; }
+    /// The installed estimator (nullptr without one); `state_estimator()->target<E>()` gives the
+    /// concrete E back.
+    const models::AnyStateEstimator<T>* state_estimator() const { return est_ ? &*est_ : nullptr; }
     /// The loss of the last estimator update (NaN before the first).
     double state_estimator_loss() const { return est_loss_; }
 
@@ -342,6 +351,7 @@ public:
             if (on_episode_) on_episode_(rec);
             res.episode = &rec;
         } else {
+            if (est_) est_->step(o_, a_safe_, ts_.observation);
             o_ = ts_.observation;
             x_ = ts_.internal;
             fill_state();
@@ -372,7 +382,7 @@ public:
         env_.reset(seed, ts_);
         o_ = ts_.observation;
         x_ = ts_.internal;
-        if (est_) est_->reset();
+        if (est_) est_->begin_episode(o_);
         fill_state();
         double ret = 0;
         std::int64_t len = 0;
@@ -386,6 +396,7 @@ public:
             ret += double(ts_.reward);
             ++len;
             if (ts_.terminated || ts_.truncated) break;
+            if (est_) est_->step(o_, a_safe_, ts_.observation);
             o_ = ts_.observation;
             x_ = ts_.internal;
             fill_state();
@@ -483,9 +494,7 @@ public:
                      {"policy_state", static_cast<std::int64_t>(policy_state_dim_)}};
         d["options"] = to_json(opt_);
         d["curriculum"] = curriculum_ ? describe_curriculum(*curriculum_) : nlohmann::json(nullptr);
-        if (est_)
-            d["state_estimator"] = {{"hidden", static_cast<std::int64_t>(est_->options().hidden)},
-                                    {"sequence_length", static_cast<std::int64_t>(est_->options().sequence_length)}};
+        if (est_) d["state_estimator"] = est_->describe();
         d["env_state"] = Stateful<Env>;
         return d;
     }
@@ -703,7 +712,7 @@ private:
         env_.reset(seed, ts_);
         o_ = ts_.observation;
         x_ = ts_.internal;
-        if (est_) est_->reset();
+        if (est_) est_->begin_episode(o_);
         fill_state();
         metrics_.begin_episode(episodes_, steps_);
         in_episode_ = true;
@@ -712,10 +721,9 @@ private:
     void fill_state() {
         if (O_ > 0) s_.head(O_) = o_;
         if (X_ > 0) s_.tail(X_) = x_;
-        if (est_) {  // x_hat after o_t (the estimator's online step), in the policy's input
-            const Vec<T>& xh = est_->observe(o_);
+        if (est_) {  // x_hat_t (the estimator has seen o_t), in the policy's input
             sp_.head(O_) = o_;
-            sp_.tail(X_) = xh;
+            sp_.tail(X_) = est_->estimate();
         }
     }
 
@@ -735,10 +743,11 @@ private:
     /// One estimator step on sequences from the replay (time-major, within one episode).
     void update_estimator() {
         if constexpr (detail::SequenceReplay<Replay, T>) {
-            const Index L = est_->options().sequence_length;
+            if (!est_->trainable()) return;
+            const Index L = est_->sequence_length();
             if (replay_.size() < L) return;
-            replay_.sample_sequences(est_->options().batch_size, L, rng_, est_seq_);
-            est_loss_ = static_cast<double>(est_->update(est_seq_.steps.observation, est_seq_.steps.internal));
+            replay_.sample_sequences(est_->batch_size(), L, rng_, est_seq_);
+            est_loss_ = est_->update(est_seq_.steps.observation, est_seq_.steps.internal);
         }
     }
 
@@ -762,7 +771,7 @@ private:
     Index O_ = 0, X_ = 0, A_ = 0, K_ = 0, policy_state_dim_ = 0, gradient_steps_ = 1;
     Vec<T> low_, high_, o_, x_, s_, a_, a_safe_, margins_, r_intr_buf_;
     Vec<T> sp_;  ///< [o; x_hat] with a state estimator
-    std::optional<models::GruStateEstimator<T>> est_;
+    std::optional<models::AnyStateEstimator<T>> est_;
     replay::SequenceBatch<T> est_seq_;
     double est_loss_ = std::numeric_limits<double>::quiet_NaN();
     TimeStep<T> ts_;
