@@ -72,7 +72,7 @@ if ((sanitize)); then
     # data structures with hand-written memory handling (replay, config, constraints): a full
     # second build of every executable would push CI past its time budget on 2 cores.
     san_targets=(test_core test_io test_nn_layers test_nn_heads_losses test_nn_alloc test_nn_gru
-                 test_models_state_estimator
+                 test_models_state_estimator test_models_kalman_filter
                  test_optim_rules test_optim_convergence test_replay test_homeostasis
                  test_viability_constraints test_config)
     san_regex="^($(IFS='|'; echo "${san_targets[*]}")):"
