@@ -72,6 +72,8 @@
 #include "persist/models/gaussian_ensemble.hpp"
 #include "persist/models/known_dynamics.hpp"
 #include "persist/models/state_estimator.hpp"
+#include "persist/models/kalman_filter.hpp"
+#include "persist/models/any_state_estimator.hpp"
 #include "persist/models/models.hpp"
 
 // replay: ring and near-boundary replay buffers
