@@ -35,6 +35,13 @@
 #else
 #define PERSIST_LANE_KERNEL __attribute__((noinline, optimize("align-loops=64")))
 #endif
+// GCC notes that returning a 16-lane vector by value "changes the ABI" when the translation
+// unit is compiled without AVX-512 (-Wpsabi). These functions are inline and never cross a
+// library boundary, so the note says nothing to a user compiling with default flags.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 namespace persist::parallel::lanes {
 
 /// L lanes of float / int32 / uint32 / uint64 (L = 8 or 16).
@@ -270,4 +277,7 @@ inline void philox(vu<L> c0, vu<L> c1, vu<L> c2, vu<L> c3, std::uint32_t k0, std
 }
 
 }  // namespace persist::parallel::lanes
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
