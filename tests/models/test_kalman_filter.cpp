@@ -66,6 +66,19 @@ static_assert(persist::StateEstimator<AnyStateEstimator<double>>);
 static_assert(!persist::StateEstimator<int>);
 static_assert(!persist::StateEstimator<KnownDynamics<GridEnv>>);  // a model, not a belief
 
+/// One GridLife step with a uniform random action, then the filter's step on it, unless the
+/// episode terminated (the agent does not filter past the end either). True when it stepped.
+template <class F>
+bool random_step(GridEnv& env, F& filter, persist::TimeStep<double>& ts, Rng& rng) {
+    Vec<double> a(2);
+    a << 2 * rng.uniform<double>() - 1, 2 * rng.uniform<double>() - 1;
+    const Vec<double> o_t = ts.observation;
+    env.step(a, ts);
+    if (ts.terminated) return false;
+    filter.step(o_t, a, ts.observation);
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("EKF: on a linear model it is the Kalman filter, step by step", "[models][state_estimator][ekf]") {
@@ -184,12 +197,7 @@ TEST_CASE("EKF: with GridLife's known dynamics and an exact prior, x_hat is the 
         REQUIRE(ekf.begin_episode(ts.observation) == ts.internal);
         ++episodes;
         for (int t = 0; t < 300; ++t) {
-            Vec<double> a(2);
-            a << 2 * rng.uniform<double>() - 1, 2 * rng.uniform<double>() - 1;
-            const Vec<double> o_t = ts.observation;
-            env.step(a, ts);
-            if (ts.terminated) break;
-            ekf.step(o_t, a, ts.observation);
+            if (!random_step(env, ekf, ts, rng)) break;
             REQUIRE(ekf.estimate() == ts.internal);
             ++steps;
             if (ts.truncated) break;
@@ -223,12 +231,7 @@ TEST_CASE("EKF: a noisy reading of x is filtered below the reading's error (3 se
             env.reset(seed * 100 + ep, ts);
             ekf.begin_episode(ts.observation);
             for (int t = 0; t < 256; ++t) {
-                Vec<double> a(2);
-                a << 2 * rng.uniform<double>() - 1, 2 * rng.uniform<double>() - 1;
-                const Vec<double> o_t = ts.observation;
-                env.step(a, ts);
-                if (ts.terminated) break;
-                ekf.step(o_t, a, ts.observation);
+                if (!random_step(env, ekf, ts, rng)) break;
                 const Vec<double> e = ekf.estimate() - ts.internal;
                 se_filter += e.squaredNorm();
                 se_reading += (ts.observation.segment(off, 3) - ts.internal).squaredNorm();
@@ -259,14 +262,7 @@ TEST_CASE("EKF: the belief is its checkpoint state; AnyStateEstimator holds it",
     env.reset(9, ts);
     Rng rng(3);
     a.begin_episode(ts.observation);
-    Vec<double> act(2);
-    auto advance = [&](auto& f, persist::TimeStep<double>& s, GridEnv& e, Rng& r) {
-        act << 2 * r.uniform<double>() - 1, 2 * r.uniform<double>() - 1;
-        const Vec<double> o_t = s.observation;
-        e.step(act, s);
-        return f.step(o_t, act, s.observation);
-    };
-    for (int t = 0; t < 20; ++t) advance(a, ts, env, rng);
+    for (int t = 0; t < 20; ++t) REQUIRE(random_step(env, a, ts, rng));
     // Copy the belief into a fresh filter through visit_state, then both continue identically.
     GridEkf b(KnownDynamics<GridEnv>(env), env.observation_dim(), o);
     std::vector<persist::TensorRef> ta, tb;
@@ -283,9 +279,9 @@ TEST_CASE("EKF: the belief is its checkpoint state; AnyStateEstimator holds it",
     persist::TimeStep<double> ts2 = ts;
     Rng rng2 = rng;
     for (int t = 0; t < 10; ++t) {
-        const Vec<double> xa = advance(a, ts, env, rng);
-        const Vec<double> xb = advance(b, ts2, env2, rng2);
-        REQUIRE(xa == xb);
+        REQUIRE(random_step(env, a, ts, rng));
+        REQUIRE(random_step(env2, b, ts2, rng2));
+        REQUIRE(a.estimate() == b.estimate());
     }
 
     // Type erasure: the same calls, the concrete filter back through target<E>().
@@ -301,7 +297,7 @@ TEST_CASE("EKF: the belief is its checkpoint state; AnyStateEstimator holds it",
     CHECK(any.estimate() == a.estimate());
     AnyStateEstimator<double> copy = any;  // a deep copy: stepping one leaves the other
     const Vec<double> before = copy.estimate();
-    advance(any, ts, env, rng);
+    REQUIRE(random_step(env, any, ts, rng));
     CHECK(copy.estimate() == before);
     CHECK(any.estimate() != before);
     int n = 0;
