@@ -29,7 +29,8 @@
 // With partial_observability.enabled (x hidden from the observation) the policy acts on
 // [o; x_hat], x_hat from the state estimator of state_estimator.type (or --state-estimator):
 // gru, a GRU the agent trains on replay sequences (models/state_estimator.hpp;
-// --estimator-updates N, default 4, updates per update round), or ekf, an extended Kalman
+// state_estimator.updates_per_round, default 4, or --estimator-updates N updates per update
+// round), or ekf, an extended Kalman
 // filter on GridLife's known internal dynamics from the prior x_0 ~ initial_internal +- initial_noise
 // (models/kalman_filter.hpp; with sensor noise or dropout an error: its model would read a
 // corrupted tile and nothing corrects it); --state-estimator none makes the policy act on o alone.
@@ -96,7 +97,7 @@ struct Args {
     std::optional<std::string> intrinsic;
     std::optional<std::string> shield;
     std::optional<std::string> state_estimator;  ///< gru | ekf | none: overrides state_estimator.type
-    std::int64_t estimator_updates = 4;          ///< AgentOptions::estimator_updates
+    std::optional<std::int64_t> estimator_updates;  ///< overrides state_estimator.updates_per_round
     std::int64_t shield_warmup = 500;
     bool shield_warmup_given = false;
     std::optional<std::string> safety_network;     ///< on | off: overrides safety_network.enabled
@@ -388,7 +389,7 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     // unless --state-estimator none (then on [o] alone).
     const std::string est_kind = estimator_kind(c, a);
     opt.estimate_internal = c.partial_observability.enabled && est_kind != "none";
-    opt.estimator_updates = static_cast<Index>(a.estimator_updates);
+    opt.estimator_updates = static_cast<Index>(a.estimator_updates.value_or(c.state_estimator.updates_per_round));
     opt.near_boundary_capacity = c.viability.near_boundary_buffer.capacity;
     opt.near_boundary_epsilon = c.viability.near_boundary_buffer.epsilon;
     opt.recovery_epsilon = c.metrics.recovery_epsilon;

@@ -515,6 +515,8 @@ TEST_CASE("cross-field checks", "[config][errors]") {
           "run.yaml:1: demonstrations.path: expected a file path when demonstrations.enabled is true, got \"\"");
     CHECK(doc_error({{"state_estimator", {{"burn_in", 16}}}}) ==
           "state_estimator.burn_in: expected less than state_estimator.sequence_length = 16, got 16");
+    CHECK_THAT(doc_error({{"state_estimator", {{"updates_per_round", 0}}}}),
+               Catch::StartsWith("state_estimator.updates_per_round: expected"));
 }
 
 TEST_CASE("YAML: line numbers, syntax errors, duplicates, documents", "[config][errors][yaml]") {

@@ -563,6 +563,7 @@ struct StateEstimatorConfig {
     std::int64_t burn_in = 4;             ///< warm-up steps without loss, [0, sequence_length)
     double lr = 1e-3;                     ///< (0, 10]
     std::int64_t batch_size = 32;         ///< sequences per update, >= 1
+    std::int64_t updates_per_round = 4;   ///< GRU updates per update round (AgentOptions::estimator_updates), >= 1
     void validate(Checker& v) const {
         v.check(hidden_size, positive);
         v.check(sequence_length, positive);
@@ -572,6 +573,7 @@ struct StateEstimatorConfig {
                       ", got " + std::to_string(burn_in));
         v.check(lr, in_open_closed(0, detail::lr_max));
         v.check(batch_size, positive);
+        v.check(updates_per_round, positive);
     }
 };
 
@@ -690,7 +692,7 @@ BOOST_HANA_ADAPT_STRUCT(persist::config::SafetyNetworkConfig, enabled, hidden, l
 BOOST_HANA_ADAPT_STRUCT(persist::config::DemonstrationsConfig, enabled, path, pretrain_steps, batch_size, weight,
                         policy_pretrain_steps, policy_path);
 BOOST_HANA_ADAPT_STRUCT(persist::config::StateEstimatorConfig, type, hidden_size, sequence_length, burn_in, lr,
-                        batch_size);
+                        batch_size, updates_per_round);
 BOOST_HANA_ADAPT_STRUCT(persist::config::PartialObservabilityConfig, enabled, dropout_prob, noise_std);
 BOOST_HANA_ADAPT_STRUCT(persist::config::MaintenanceConfig, enabled);
 BOOST_HANA_ADAPT_STRUCT(persist::config::MetricsConfig, path, log_every, recovery_horizon, recovery_epsilon);
