@@ -8,6 +8,7 @@
 ///     a       = policy.act(s)           (uniform in the action box before learning_starts)
 ///     a_safe  = shield.project(a, o, x)   (x_hat with a state estimator)
 ///     o', x', r_task, terminated, truncated = env.step(a_safe)
+///     x_hat'  = estimator.step(o, a_safe, o')   (with a state estimator, when not terminated)
 ///     r_homeo = homeostat.reward(x')
 ///     r_intr  = intrinsic.reward([o; x], a_safe, o')
 ///     r_total = r_task + lambda_H r_homeo + lambda_I r_intr
@@ -15,7 +16,7 @@
 ///     replay.add(o, x, a_safe, r_total, o', x', terminated, truncated; r_task, r_homeo, r_intr, m)
 ///     near_boundary.offer(x', m)
 ///     every update_every steps (once steps >= learning_starts and the replay holds a batch):
-///         with a state estimator: estimator_updates estimator updates on replay sequences;
+///         with a trainable state estimator: estimator_updates updates on replay sequences;
 ///         gradient_steps times: batch ~ replay; intrinsic.update(batch) (k-step intrinsics:
 ///             also one sequence update from the replay); shield.update(batch, near_boundary)
 ///             when the shield learns (shield::LearnedShield); policy.update(batch)
@@ -79,8 +80,8 @@ struct AgentOptions {
     /// With policy_sees_internal = false: the policy sees s = [o; x_hat], x_hat from the state
     /// estimator installed with set_state_estimator (partial observability with a belief over x).
     bool estimate_internal = false;
-    /// State-estimator updates per update round (each on StateEstimatorOptions::batch_size
-    /// sequences), >= 1. Once per round, not per gradient step: a GRU update over sequences
+    /// Updates of a trainable state estimator per update round (each on its batch_size()
+    /// sequences), >= 1; a filter that does not learn (the EKF) ignores it. Once per round, not per gradient step: a GRU update over sequences
     /// costs far more than a SAC step, and x's dynamics do not change with the policy.
     Index estimator_updates = 1;
     bool sync_env_bounds = true;         ///< push the constraint set's per-variable bounds to env.set_bounds
