@@ -312,6 +312,34 @@ std::string estimator_kind(const cfgns::PersistConfig& c, const Args& a) {
     return c.state_estimator.type == cfgns::EstimatorKind::ekf ? "ekf" : "gru";
 }
 
+/// The belief over x the policy acts on when x is hidden: "ekf", the extended Kalman filter on
+/// GridLife's known internal dynamics (`model_env`, which must outlive it) from the prior of x_0
+/// = initial_internal + U[-initial_noise, initial_noise] (std initial_noise / sqrt 3), exact f
+/// (no process noise), no reading of x; otherwise the GRU of the config's state_estimator
+/// section. Not a template: each (intrinsic, shield) agent type only moves the result in.
+persist::models::AnyStateEstimator<T> make_state_estimator(const cfgns::PersistConfig& c, const std::string& kind,
+                                                           const persist::env::GridLifeConfig& gcfg,
+                                                           const persist::env::GridLife<T>& model_env,
+                                                           std::uint64_t seed) {
+    if (kind == "ekf") {
+        persist::models::KalmanFilterOptions ko;
+        ko.initial_mean.assign(gcfg.initial_internal.begin(), gcfg.initial_internal.end());
+        ko.initial_std = {gcfg.initial_noise / std::sqrt(3.0)};
+        ko.process_std = {0.0};
+        using Known = persist::models::KnownDynamics<persist::env::GridLife<T>>;
+        return persist::models::ExtendedKalmanFilter<Known>(Known(model_env), model_env.observation_dim(), ko);
+    }
+    const auto& se = c.state_estimator;
+    return persist::models::GruStateEstimator<T>({.obs_dim = model_env.observation_dim(),
+                                                  .state_dim = model_env.internal_dim(),
+                                                  .hidden = static_cast<Index>(se.hidden_size),
+                                                  .sequence_length = static_cast<Index>(se.sequence_length),
+                                                  .burn_in = static_cast<Index>(se.burn_in),
+                                                  .lr = se.lr,
+                                                  .batch_size = static_cast<Index>(se.batch_size),
+                                                  .seed = seed + 29});
+}
+
 using Kinematics = persist::parallel::GridLifePatchKinematics<T>;
 using Learned = persist::shield::LearnedShield<T, Kinematics>;
 /// viability.shield.check = constraints: rollouts checked against the constraint set itself.
@@ -405,27 +433,7 @@ int run_with(const cfgns::PersistConfig& c, const Args& a, const persist::env::G
     const Env model_env(gcfg);  // the EKF's known dynamics (outlives the agent)
     Agent agent(std::move(env), std::move(sac), std::move(shield), std::move(intr), std::move(homeo), constraints, opt);
     if (c.curriculum.enabled) agent.set_curriculum(cfgns::make_curriculum<T>(c));
-    if (opt.estimate_internal && est_kind == "ekf") {
-        // The prior of GridLife's x_0 = initial_internal + U[-initial_noise, initial_noise]; the
-        // known f is exact (process noise 0); no reading of x (it is hidden).
-        persist::models::KalmanFilterOptions ko;
-        ko.initial_mean.assign(gcfg.initial_internal.begin(), gcfg.initial_internal.end());
-        ko.initial_std = {gcfg.initial_noise / std::sqrt(3.0)};
-        ko.process_std = {0.0};
-        agent.set_state_estimator(persist::models::ExtendedKalmanFilter<persist::models::KnownDynamics<Env>>(
-            persist::models::KnownDynamics<Env>(model_env), model_env.observation_dim(), ko));
-    } else if (opt.estimate_internal) {
-        const auto& se = c.state_estimator;
-        agent.set_state_estimator(persist::models::GruStateEstimator<T>(
-            {.obs_dim = agent.env().observation_dim(),
-             .state_dim = agent.env().internal_dim(),
-             .hidden = static_cast<Index>(se.hidden_size),
-             .sequence_length = static_cast<Index>(se.sequence_length),
-             .burn_in = static_cast<Index>(se.burn_in),
-             .lr = se.lr,
-             .batch_size = static_cast<Index>(se.batch_size),
-             .seed = seed + 29}));
-    }
+    if (opt.estimate_internal) agent.set_state_estimator(make_state_estimator(c, est_kind, gcfg, model_env, seed));
     if (resume_path) {  // after the curriculum is installed, before training
         agent.load(*resume_path);  // same config, seed and flags required; CheckpointError names any difference
         std::printf("resumed from %s at step %lld\n", resume_path->c_str(), static_cast<long long>(agent.total_steps()));
